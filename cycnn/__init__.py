@@ -1,0 +1,57 @@
+"""cycnn: backpropagation in convolutional networks, derived and compiled.
+
+Layout is NCHW, weights are ``(F, C, KH, KW)`` and biases ``(F,)``, as in PyTorch.
+"""
+
+from ._dispatch import chosen as _chosen_kernels
+from ._threads import get_num_threads, set_num_threads
+from .conv import (
+    conv2d_backward,
+    conv2d_forward,
+    conv_output_size,
+    dilate,
+    resolve_padding,
+    rotate180,
+    zero_pad,
+)
+from . import reference
+
+__version__ = "0.1.0"
+
+# --- conv2d (issue 2) ---
+__all__ = [
+    "conv2d_forward",
+    "conv2d_backward",
+    "conv_output_size",
+    "resolve_padding",
+    "zero_pad",
+    "dilate",
+    "rotate180",
+    "reference",
+    "set_num_threads",
+    "get_num_threads",
+    "build_info",
+]
+# --- layers (issue 3): pooling, activations, dense, losses, gradcheck ---
+# --- training (issue 4): layers, model, optimizers, datasets ---
+
+
+def build_info():
+    """Describe how the compiled kernels were built and which variant was loaded.
+
+    Returns
+    -------
+    dict
+        ``kernels`` maps each kernel module to the build chosen at import
+        (``'avx2+fma'`` or ``'baseline x86-64'``), ``openmp`` says whether the kernels
+        were compiled with OpenMP (so ``prange`` loops can use several threads) and
+        ``threads`` is the current default thread count.
+    """
+    from .conv import _conv
+
+    return {
+        "version": __version__,
+        "kernels": _chosen_kernels(),
+        "openmp": bool(_conv.OPENMP),
+        "threads": get_num_threads(),
+    }

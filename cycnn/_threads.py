@@ -1,0 +1,45 @@
+"""How many threads the compiled kernels use.
+
+The kernels run their ``prange`` loops on ``get_num_threads()`` threads unless a call
+passes ``threads=``. The default is the number of cores this process may use.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._validate import as_int
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_num_threads = _cores()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads the compiled kernels use by default.
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, at least 1.
+    """
+    global _num_threads
+    _num_threads = as_int("set_num_threads", "n", n, 1)
+
+
+def get_num_threads() -> int:
+    """Return the number of threads the compiled kernels use by default."""
+    return _num_threads
+
+
+def resolve_threads(func: str, threads) -> int:
+    """``threads`` if given (checked), else the process-wide default."""
+    if threads is None:
+        return _num_threads
+    return as_int(func, "threads", threads, 1)
