@@ -3,6 +3,15 @@
 Layout is NCHW, weights are ``(F, C, KH, KW)`` and biases ``(F,)``, as in PyTorch.
 """
 
+import os as _os
+import sys as _sys
+
+if "numpy" not in _sys.modules:
+    # OpenBLAS worker threads spin for a while after each call and would steal the cores
+    # from the OpenMP loops that follow; ask them to sleep almost at once. This only
+    # works before NumPy is first imported (the user's own setting wins).
+    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 from ._dispatch import chosen as _chosen_kernels
 from ._threads import get_num_threads, set_num_threads
 from .conv import (

@@ -90,3 +90,67 @@ def conv2d_backward_input(const floating[:, :, :, ::1] dy, const floating[:, :, 
                         for i in range(OH):
                             for j in range(OW):
                                 dxp[n, c, i * sh + p, j * sw + q] += wv * dy[n, f, i, j]
+
+
+# --- The im2col route (docs/performance.md) -------------------------------------------
+# The same sums as above, arranged so that one matrix product does the arithmetic:
+# lay every window of xp out as a column, then y = w (F x C*KH*KW) @ cols. Row r of cols
+# is the kernel tap (c, p, q) with r = (c*KH + p)*KW + q; column k is the output
+# position (n, i, j) with k = (n*OH + i)*OW + j. The Python side (conv.py) allocates
+# cols for a chunk of the batch and calls BLAS through NumPy.
+
+def im2col(const floating[:, :, :, ::1] xp, floating[:, ::1] cols,
+           Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
+           Py_ssize_t sh, Py_ssize_t sw, int threads):
+    cdef Py_ssize_t N = xp.shape[0], C = xp.shape[1]
+    cdef Py_ssize_t r, n, c, i, j, p, q, k
+    # cols[(c*KH + p)*KW + q, (n*OH + i)*OW + j] = xp[n, c, i*sh + p, j*sw + q]
+    for r in prange(C * KH * KW, nogil=True, num_threads=threads, schedule="static"):
+        c = r // (KH * KW)
+        p = (r // KW) % KH
+        q = r % KW
+        for n in range(N):
+            for i in range(OH):
+                k = (n * OH + i) * OW
+                for j in range(OW):
+                    cols[r, k + j] = xp[n, c, i * sh + p, j * sw + q]
+
+
+def col2im(const floating[:, ::1] dcols, floating[:, :, :, ::1] dxp,
+           Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
+           Py_ssize_t sh, Py_ssize_t sw, int threads):
+    cdef Py_ssize_t N = dxp.shape[0], C = dxp.shape[1]
+    cdef Py_ssize_t n, c, i, j, p, q, r, k
+    # dxp[n, c, i*sh + p, j*sw + q] += dcols[(c*KH + p)*KW + q, (n*OH + i)*OW + j]
+    # (the transpose of im2col: every column sends its gradient back to the window it
+    # was copied from; sample n owns dxp[n], so threads never write the same element)
+    for n in prange(N, nogil=True, num_threads=threads, schedule="static"):
+        for c in range(C):
+            for p in range(KH):
+                for q in range(KW):
+                    r = (c * KH + p) * KW + q
+                    for i in range(OH):
+                        k = (n * OH + i) * OW
+                        for j in range(OW):
+                            dxp[n, c, i * sh + p, j * sw + q] += dcols[r, k + j]
+
+
+def bias_transpose(const floating[:, ::1] yt, const floating[::1] b,
+                   floating[:, :, ::1] y, int threads):
+    cdef Py_ssize_t N = y.shape[0], F = y.shape[1], P = y.shape[2]
+    cdef Py_ssize_t n, f, k
+    # y[n, f, k] = yt[f, n*P + k] + b[f]   (the product comes out filter-major)
+    for n in prange(N, nogil=True, num_threads=threads, schedule="static"):
+        for f in range(F):
+            for k in range(P):
+                y[n, f, k] = yt[f, n * P + k] + b[f]
+
+
+def transpose_nf(const floating[:, :, ::1] dy, floating[:, ::1] dyt, int threads):
+    cdef Py_ssize_t N = dy.shape[0], F = dy.shape[1], P = dy.shape[2]
+    cdef Py_ssize_t n, f, k
+    # dyt[f, n*P + k] = dy[n, f, k]
+    for f in prange(F, nogil=True, num_threads=threads, schedule="static"):
+        for n in range(N):
+            for k in range(P):
+                dyt[f, n * P + k] = dy[n, f, k]

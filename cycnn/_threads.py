@@ -2,6 +2,10 @@
 
 The kernels run their ``prange`` loops on ``get_num_threads()`` threads unless a call
 passes ``threads=``. The default is the number of cores this process may use.
+``set_num_threads`` also caps the BLAS library NumPy calls for the im2col route (through
+threadpoolctl), so that cycnn's OpenMP loops and BLAS never ask for more threads than
+the caller allowed. Both run one after the other, never nested, so they do not
+oversubscribe the cores.
 """
 
 from __future__ import annotations
@@ -31,6 +35,22 @@ def set_num_threads(n: int) -> None:
     """
     global _num_threads
     _num_threads = as_int("set_num_threads", "n", n, 1)
+    _limit_blas(_num_threads)
+
+
+_controller = None
+
+
+def _limit_blas(n: int) -> None:
+    """Cap the BLAS thread pools NumPy loaded at ``n`` threads (kept until changed)."""
+    global _controller
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return
+    if _controller is None:
+        _controller = ThreadpoolController()
+    _controller.limit(limits=n, user_api="blas")
 
 
 def get_num_threads() -> int:

@@ -265,7 +265,7 @@ def _check_conv_args(func, x, w, b, stride, padding):
 
 # --------------------------------------------------------------------------- passes
 
-def conv2d_forward(x, w, b=None, stride=1, padding=0, *, threads=None):
+def conv2d_forward(x, w, b=None, stride=1, padding=0, *, threads=None, algorithm="auto"):
     """Forward pass of a 2-D convolution layer (a cross-correlation, as in PyTorch).
 
     ``y[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * xp[n, c, i*sh + p, j*sw + q]``
@@ -285,7 +285,13 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, *, threads=None):
         See :func:`resolve_padding`. ``'same'`` needs stride 1; an even kernel is allowed
         and puts the extra row/column at the bottom/right.
     threads : int, optional
-        Threads for this call; defaults to :func:`cycnn.get_num_threads`.
+        Threads for this call's compiled loops; defaults to
+        :func:`cycnn.get_num_threads`.
+    algorithm : {'auto', 'direct', 'im2col'}, default 'auto'
+        ``'direct'`` runs the loops of the equation above; ``'im2col'`` copies every
+        window into a column and lets one BLAS matrix product do the sums (faster for
+        most layers, and done in chunks of the batch so the copy stays bounded);
+        ``'auto'`` picks by shape. All give the same result to rounding.
 
     Returns
     -------
@@ -326,11 +332,14 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, *, threads=None):
         b = np.zeros(w.shape[0], x.dtype)
     xp = zero_pad(x, pads) if any(sum(pads, ())) else x
     y = np.empty(yshape, x.dtype)
-    _conv.conv2d_forward(xp, w, b, y, sh, sw, nt)
+    if _choose(func, algorithm, w.shape, yshape) == "direct":
+        _conv.conv2d_forward(xp, w, b, y, sh, sw, nt)
+    else:
+        _forward_im2col(xp, w, b, y, sh, sw, nt)
     return y
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None):
+def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None, algorithm="auto"):
     """Backward pass of :func:`conv2d_forward`.
 
     Given ``dy = dL/dy``, returns the gradients of the loss with respect to the input,
@@ -354,7 +363,10 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None):
     stride, padding
         Exactly as given to the forward pass.
     threads : int, optional
-        Threads for this call; defaults to :func:`cycnn.get_num_threads`.
+        Threads for this call's compiled loops; defaults to
+        :func:`cycnn.get_num_threads`.
+    algorithm : {'auto', 'direct', 'im2col'}, default 'auto'
+        As for :func:`conv2d_forward`.
 
     Returns
     -------
@@ -394,12 +406,87 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None):
     (pt, pb), (pl, pr) = pads
     N, C, H, W = x.shape
     xp = zero_pad(x, pads) if any(sum(pads, ())) else x
-    dw = np.empty(w.shape, x.dtype)
-    _conv.conv2d_backward_weight(dy, xp, dw, sh, sw, nt)
     dxp = np.zeros(xp.shape, x.dtype)
-    _conv.conv2d_backward_input(dy, w, dxp, sh, sw, nt)
+    if _choose(func, algorithm, w.shape, yshape) == "direct":
+        dw = np.empty(w.shape, x.dtype)
+        _conv.conv2d_backward_weight(dy, xp, dw, sh, sw, nt)
+        _conv.conv2d_backward_input(dy, w, dxp, sh, sw, nt)
+    else:
+        dw = _backward_im2col(dy, xp, w, dxp, sh, sw, nt)
     dx = dxp[:, :, pt:pt + H, pl:pl + W]  # backward through padding: drop the border
     if dx.base is not None and dx.shape != dxp.shape:
         dx = np.ascontiguousarray(dx)
     db = dy.sum(axis=(0, 2, 3))
     return dx, dw, db
+
+
+# --------------------------------------------------------------------------- im2col route
+
+#: most elements the im2col route's column buffer may hold at once (32 MiB of float32);
+#: larger batches are processed in chunks of samples.
+IM2COL_MAX_ELEMENTS = 1 << 23
+
+_ALGORITHMS = ("auto", "direct", "im2col")
+
+
+def _choose(func, algorithm, wshape, yshape):
+    """The route to take: the user's choice, or by shape for ``'auto'``."""
+    if algorithm not in _ALGORITHMS:
+        raise ValueError(f"{func}: algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
+    if algorithm != "auto":
+        return algorithm
+    F, C, KH, KW = wshape
+    # A matrix product only pays for its copy when each copied element is reused by
+    # several filters; with one or two filters the direct loops win.
+    return "im2col" if F >= 3 else "direct"
+
+
+def _chunks(N, rows, P):
+    """Split the batch so that a (rows, chunk*P) column buffer stays bounded."""
+    step = max(1, min(N, IM2COL_MAX_ELEMENTS // max(1, rows * P)))
+    return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)], step
+
+
+def _forward_im2col(xp, w, b, y, sh, sw, nt):
+    """y = w @ im2col(xp) + b, a chunk of the batch at a time."""
+    N, F, OH, OW = y.shape
+    _, C, KH, KW = w.shape
+    K, P = C * KH * KW, OH * OW
+    w2 = w.reshape(F, K)
+    spans, step = _chunks(N, K, P)
+    buf = np.empty(K * step * P, xp.dtype)
+    out = np.empty(F * step * P, xp.dtype)
+    for n0, n1 in spans:
+        nb = n1 - n0
+        cols = buf[: K * nb * P].reshape(K, nb * P)
+        _conv.im2col(xp[n0:n1], cols, KH, KW, OH, OW, sh, sw, nt)
+        yt = out[: F * nb * P].reshape(F, nb * P)
+        np.matmul(w2, cols, out=yt)
+        _conv.bias_transpose(yt, b, y[n0:n1].reshape(nb, F, P), nt)
+
+
+def _backward_im2col(dy, xp, w, dxp, sh, sw, nt):
+    """dw = dy @ cols^T and dcols = w^T @ dy, then col2im; returns dw, fills dxp."""
+    N, F, OH, OW = dy.shape
+    _, C, KH, KW = w.shape
+    K, P = C * KH * KW, OH * OW
+    w2 = w.reshape(F, K)
+    dw = np.zeros((F, K), xp.dtype)
+    spans, step = _chunks(N, K, P)
+    buf = np.empty(K * step * P, xp.dtype)
+    dbuf = np.empty(K * step * P, xp.dtype)
+    tbuf = np.empty(F * step * P, xp.dtype)
+    part = np.empty((F, K), xp.dtype) if len(spans) > 1 else dw
+    for n0, n1 in spans:
+        nb = n1 - n0
+        cols = buf[: K * nb * P].reshape(K, nb * P)
+        _conv.im2col(xp[n0:n1], cols, KH, KW, OH, OW, sh, sw, nt)
+        dyt = tbuf[: F * nb * P].reshape(F, nb * P)
+        _conv.transpose_nf(dy[n0:n1].reshape(nb, F, P), dyt, nt)
+        np.matmul(dyt, cols.T, out=part)
+        if part is not dw:
+            dw += part
+        dcols = dbuf[: K * nb * P].reshape(K, nb * P)
+        np.matmul(w2.T, dyt, out=dcols)
+        _conv.col2im(dcols, dxp[n0:n1], KH, KW, OH, OW, sh, sw, nt)
+    return dw.reshape(w.shape)
