@@ -1,0 +1,149 @@
+"""Benchmark the conv2d layer: cycnn against PyTorch and the NumPy reference route.
+
+One process, one table. For every shape x dtype x thread count, the three implementations
+run on the same arrays; each is warmed up, then timed as the median of several calls.
+
+* forward:  ``cycnn.conv2d_forward`` / ``torch.nn.functional.conv2d`` (no autograd) /
+  ``cycnn.reference.conv2d_forward`` (sliding windows + einsum);
+* backward: ``cycnn.conv2d_backward`` (dx, dw, db) / ``torch.ops.aten.convolution_backward``
+  with all three gradients asked for (only the backward is timed) /
+  ``cycnn.reference.conv2d_backward`` (dilation, padding, rotation).
+
+Ratios above 1 mean cycnn is slower. The reference route is slow on purpose (it teaches);
+its repeats are capped.
+
+Usage::
+
+    python benchmarks/bench_conv.py                       # everything (a few minutes)
+    python benchmarks/bench_conv.py --quick --shapes A,B --dtypes float32 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _bench  # noqa: E402  (sets OPENBLAS_THREAD_TIMEOUT before NumPy loads)
+from _bench import fmt_ms, fmt_ratio, header, median_time, print_table, threads  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import cycnn  # noqa: E402
+from cycnn import reference  # noqa: E402
+
+#: name -> (N, C, H, W, F, K, stride, pad)
+SHAPES = {
+    "A": (64, 1, 28, 28, 6, 5, 1, 0),
+    "B": (64, 6, 12, 12, 16, 5, 1, 0),
+    "C": (32, 16, 32, 32, 32, 3, 1, 1),
+    "D": (16, 3, 64, 64, 16, 7, 2, 3),
+}
+DTYPES = {"float32": np.float32, "float64": np.float64, "f32": np.float32, "f64": np.float64}
+
+
+def describe(name):
+    N, C, H, W, F, K, s, p = SHAPES[name]
+    text = f"{name} N={N} C={C} {H}x{W} F={F} K={K}"
+    if s != 1:
+        text += f" stride={s}"
+    if p:
+        text += f" pad={p}"
+    return text
+
+
+def make_inputs(name, dtype, seed=0):
+    N, C, H, W, F, K, s, p = SHAPES[name]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = (rng.standard_normal((F, C, K, K)) / np.sqrt(C * K * K)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype)
+    OH = cycnn.conv_output_size(H, K, s, p)
+    OW = cycnn.conv_output_size(W, K, s, p)
+    dy = rng.standard_normal((N, F, OH, OW)).astype(dtype)
+    return x, w, b, dy, s, p
+
+
+def time_row(name, dtype, nthreads, repeat, ref_repeat, torch):
+    x, w, b, dy, s, p = make_inputs(name, dtype)
+    t = {}
+    with threads(nthreads):
+        t["cy_f"] = median_time(lambda: cycnn.conv2d_forward(x, w, b, s, p), repeat=repeat)
+        t["cy_b"] = median_time(lambda: cycnn.conv2d_backward(dy, x, w, s, p), repeat=repeat)
+        t["np_f"] = median_time(lambda: reference.conv2d_forward(x, w, b, s, p),
+                                repeat=ref_repeat, warmup=1)
+        t["np_b"] = median_time(lambda: reference.conv2d_backward(dy, x, w, s, p),
+                                repeat=ref_repeat, warmup=1)
+        if torch is not None:
+            F = torch.nn.functional
+            xt, wt, bt, dyt = (torch.from_numpy(a) for a in (x, w, b, dy))
+            with torch.no_grad():
+                y_t = F.conv2d(xt, wt, bt, s, p)
+                # the timed computation must be the one cycnn does
+                y_c = cycnn.conv2d_forward(x, w, b, s, p)
+                tol = 1e-3 if dtype == np.float32 else 1e-9
+                assert np.allclose(y_c, y_t.numpy(), rtol=tol, atol=tol), name
+                t["th_f"] = median_time(lambda: F.conv2d(xt, wt, bt, s, p), repeat=repeat)
+                args = ([b.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], 1,
+                        [True, True, True])
+                bwd = torch.ops.aten.convolution_backward
+                t["th_b"] = median_time(lambda: bwd(dyt, xt, wt, *args), repeat=repeat)
+        else:
+            t["th_f"] = t["th_b"] = None
+    return t
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--shapes", default="A,B,C,D", help="comma-separated, from A,B,C,D")
+    ap.add_argument("--dtypes", default="float32,float64", help="float32,float64")
+    ap.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
+    args = ap.parse_args(argv)
+
+    shapes = [s.strip().upper() for s in args.shapes.split(",") if s.strip()]
+    for s in shapes:
+        if s not in SHAPES:
+            ap.error(f"unknown shape {s!r}; choose from {','.join(SHAPES)}")
+    dtypes = []
+    for d in args.dtypes.split(","):
+        if d.strip() not in DTYPES:
+            ap.error(f"unknown dtype {d!r}; use float32 or float64")
+        dtypes.append(DTYPES[d.strip()])
+    thread_counts = [int(n) for n in args.threads.split(",")]
+    repeat, ref_repeat = (5, 1) if args.quick else (15, 3)
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+
+    print(header())
+    print(f"medians of {repeat} calls (NumPy reference: {ref_repeat}); ratios > 1: cycnn slower")
+    print()
+    headers = ["shape", "dtype", "threads", "cycnn fwd ms", "torch fwd ms", "numpy fwd ms",
+               "cycnn bwd ms", "torch bwd ms", "numpy bwd ms", "fwd cy/torch",
+               "bwd cy/torch", "fwd+bwd cy/torch", "fwd+bwd cy/numpy"]
+    rows = []
+    for name in shapes:
+        for dtype in dtypes:
+            for n in thread_counts:
+                t = time_row(name, dtype, n, repeat, ref_repeat, torch)
+                th_fb = None if t["th_f"] is None else t["th_f"] + t["th_b"]
+                cy_fb = t["cy_f"] + t["cy_b"]
+                rows.append([
+                    describe(name), np.dtype(dtype).name, n,
+                    fmt_ms(t["cy_f"]), fmt_ms(t["th_f"]), fmt_ms(t["np_f"]),
+                    fmt_ms(t["cy_b"]), fmt_ms(t["th_b"]), fmt_ms(t["np_b"]),
+                    fmt_ratio(t["cy_f"], t["th_f"]), fmt_ratio(t["cy_b"], t["th_b"]),
+                    fmt_ratio(cy_fb, th_fb), fmt_ratio(cy_fb, t["np_f"] + t["np_b"]),
+                ])
+                print(f"  done {describe(name)} {np.dtype(dtype).name} threads={n}",
+                      file=sys.stderr, flush=True)
+    print_table(headers, rows)
+
+
+if __name__ == "__main__":
+    main()
