@@ -11,6 +11,8 @@ Layout is NCHW with weights ``(F, C, KH, KW)`` and bias ``(F,)``, as in PyTorch.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import _dispatch
@@ -428,6 +430,24 @@ IM2COL_MAX_ELEMENTS = 1 << 23
 
 _ALGORITHMS = ("auto", "direct", "im2col")
 
+# Column buffers are kept between calls (one set per Python thread): a fresh multi-MB
+# array page-faults on first touch, which cost more than the copy itself.
+_local = threading.local()
+
+
+def _workspace(name, size, dtype):
+    """A reusable flat buffer of at least ``size`` elements, private to this thread."""
+    bufs = _local.__dict__.setdefault("bufs", {})
+    buf = bufs.get((name, dtype))
+    if buf is None or buf.size < size:
+        buf = bufs[(name, dtype)] = np.empty(size, dtype)
+    return buf[:size]
+
+
+def clear_workspace():
+    """Free the column buffers the im2col route keeps for the calling thread."""
+    _local.__dict__.pop("bufs", None)
+
 
 def _choose(func, algorithm, wshape, yshape):
     """The route to take: the user's choice, or by shape for ``'auto'``."""
@@ -454,8 +474,8 @@ def _forward_im2col(xp, w, b, y, sh, sw, nt):
     K, P = C * KH * KW, OH * OW
     w2 = w.reshape(F, K)
     spans, step = _chunks(N, K, P)
-    buf = np.empty(K * step * P, xp.dtype)
-    out = np.empty(F * step * P, xp.dtype)
+    buf = _workspace("cols", K * step * P, xp.dtype)
+    out = _workspace("yt", F * step * P, xp.dtype)
     for n0, n1 in spans:
         nb = n1 - n0
         cols = buf[: K * nb * P].reshape(K, nb * P)
@@ -473,9 +493,9 @@ def _backward_im2col(dy, xp, w, dxp, sh, sw, nt):
     w2 = w.reshape(F, K)
     dw = np.zeros((F, K), xp.dtype)
     spans, step = _chunks(N, K, P)
-    buf = np.empty(K * step * P, xp.dtype)
-    dbuf = np.empty(K * step * P, xp.dtype)
-    tbuf = np.empty(F * step * P, xp.dtype)
+    buf = _workspace("cols", K * step * P, xp.dtype)
+    dbuf = _workspace("dcols", K * step * P, xp.dtype)
+    tbuf = _workspace("yt", F * step * P, xp.dtype)
     part = np.empty((F, K), xp.dtype) if len(spans) > 1 else dw
     for n0, n1 in spans:
         nb = n1 - n0
