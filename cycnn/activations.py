@@ -1,0 +1,164 @@
+"""Activations: ReLU, softmax and log-softmax, in plain NumPy.
+
+``relu(x) = max(x, 0)`` passes the gradient where ``x > 0`` and blocks it elsewhere; the
+derivative at exactly 0 is taken to be 0 (PyTorch does the same). Softmax turns a row of
+scores into probabilities; it is computed after subtracting the row maximum, which leaves
+the result unchanged (``e^(z-m) / sum e^(z-m) = e^z / sum e^z``) but keeps every exponent
+at or below zero, so large logits cannot overflow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import as_array, as_float
+
+__all__ = ["relu_forward", "relu_backward", "softmax", "log_softmax"]
+
+
+def relu_forward(x):
+    """Forward pass of ReLU: ``y = max(x, 0)`` elementwise.
+
+    Parameters
+    ----------
+    x : array_like, any shape
+
+    Returns
+    -------
+    y : ndarray, shape of ``x``
+        float32 for a float32 input, float64 otherwise. NaN stays NaN.
+
+    Raises
+    ------
+    TypeError
+        Non-numeric ``x``.
+
+    Examples
+    --------
+    >>> relu_forward([-2.0, 0.0, 3.0])
+    array([0., 0., 3.])
+    """
+    (x,) = as_float("relu_forward", x=x)
+    return np.maximum(x, 0, dtype=x.dtype)
+
+
+def relu_backward(dy, x):
+    """Backward pass of ReLU: ``dx = dy`` where ``x > 0`` and 0 elsewhere.
+
+    Parameters
+    ----------
+    dy : array_like
+        Gradient of the loss with respect to the forward output.
+    x : array_like, shape of ``dy``
+        The forward input.
+
+    Returns
+    -------
+    dx : ndarray, shape of ``x``
+        float32 when both arguments are float32, float64 otherwise. The derivative at
+        exactly ``x = 0`` is 0 (a subgradient; PyTorch makes the same choice). Where
+        ``x`` is NaN, ``dx`` is 0.
+
+    Raises
+    ------
+    ValueError
+        ``dy`` and ``x`` differ in shape.
+    TypeError
+        Non-numeric arrays.
+
+    Examples
+    --------
+    >>> relu_backward([5.0, 5.0, 5.0], [-1.0, 0.0, 2.0])
+    array([0., 0., 5.])
+    """
+    func = "relu_backward"
+    dy, x = as_float(func, dy=dy, x=x)
+    if dy.shape != x.shape:
+        raise ValueError(
+            f"{func}: dy must have the shape of x; got dy.shape={dy.shape}, x.shape={x.shape}"
+        )
+    return np.where(x > 0, dy, dy.dtype.type(0))
+
+
+def _check_axis(func, z, axis):
+    if z.ndim == 0:
+        raise ValueError(f"{func}: z must be at least 1-D, got a 0-d array")
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool) or not (
+        -z.ndim <= axis < z.ndim
+    ):
+        raise ValueError(f"{func}: axis={axis!r} is out of range for z.shape={z.shape}")
+    if z.shape[axis] == 0:
+        raise ValueError(f"{func}: z has no entries along axis {axis} (z.shape={z.shape})")
+
+
+def softmax(z, axis=-1):
+    """Softmax along ``axis``: ``softmax(z)_k = exp(z_k - m) / sum_j exp(z_j - m)``.
+
+    ``m`` is the maximum along ``axis``; subtracting it changes nothing mathematically
+    and keeps ``exp`` from overflowing (logits of 1e4 are fine).
+
+    Parameters
+    ----------
+    z : array_like, at least 1-D
+        Scores (logits), for example ``(N, K)`` with one row per sample.
+    axis : int, default -1
+        The axis holding the classes.
+
+    Returns
+    -------
+    ndarray, shape of ``z``
+        Non-negative, summing to 1 along ``axis``; float32 for float32 ``z``, else
+        float64.
+
+    Raises
+    ------
+    ValueError
+        0-d ``z``, an empty class axis, or ``axis`` out of range.
+    TypeError
+        Non-numeric ``z``.
+
+    Examples
+    --------
+    >>> softmax([1e4, 1e4])
+    array([0.5, 0.5])
+    """
+    func = "softmax"
+    (z,) = as_float(func, z=as_array(func, "z", z))
+    _check_axis(func, z, axis)
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(z, axis=-1):
+    """Logarithm of :func:`softmax`, computed without forming the softmax.
+
+    ``log_softmax(z)_k = (z_k - m) - log(sum_j exp(z_j - m))`` with ``m`` the maximum
+    along ``axis``; stable for large logits and never ``log(0)``.
+
+    Parameters
+    ----------
+    z : array_like, at least 1-D
+    axis : int, default -1
+
+    Returns
+    -------
+    ndarray, shape of ``z``
+        float32 for float32 ``z``, else float64.
+
+    Raises
+    ------
+    ValueError
+        0-d ``z``, an empty class axis, or ``axis`` out of range.
+    TypeError
+        Non-numeric ``z``.
+
+    Examples
+    --------
+    >>> log_softmax([0.0, 1e4])
+    array([-10000.,      0.])
+    """
+    func = "log_softmax"
+    (z,) = as_float(func, z=as_array(func, "z", z))
+    _check_axis(func, z, axis)
+    shifted = z - z.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
