@@ -42,6 +42,50 @@ __all__ = [
     "build_info",
 ]
 # --- layers (issue 3): pooling, activations, dense, losses, gradcheck ---
+from .pool import (  # noqa: E402
+    AvgPoolCache,
+    MaxPoolCache,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    distribute_value,
+    max_pool2d_backward,
+    max_pool2d_forward,
+    max_pool_mask,
+)
+from .activations import log_softmax, relu_backward, relu_forward, softmax  # noqa: E402
+from .dense import dense_backward, dense_forward  # noqa: E402
+from .losses import mse_loss, softmax_cross_entropy  # noqa: E402
+from .gradcheck import (  # noqa: E402
+    GradcheckError,
+    GradcheckResult,
+    gradcheck,
+    numerical_gradient,
+    relative_error,
+)
+
+__all__ += [
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "max_pool_mask",
+    "distribute_value",
+    "MaxPoolCache",
+    "AvgPoolCache",
+    "relu_forward",
+    "relu_backward",
+    "softmax",
+    "log_softmax",
+    "dense_forward",
+    "dense_backward",
+    "softmax_cross_entropy",
+    "mse_loss",
+    "gradcheck",
+    "numerical_gradient",
+    "relative_error",
+    "GradcheckResult",
+    "GradcheckError",
+]
 # --- training (issue 4): layers, model, optimizers, datasets ---
 
 
