@@ -112,27 +112,38 @@ def im2col(const floating[:, :, :, ::1] xp, floating[:, ::1] cols,
         for n in range(N):
             for i in range(OH):
                 k = (n * OH + i) * OW
-                for j in range(OW):
-                    cols[r, k + j] = xp[n, c, i * sh + p, j * sw + q]
+                if sw == 1:  # the common case, as a loop gcc can vectorise
+                    for j in range(OW):
+                        cols[r, k + j] = xp[n, c, i * sh + p, j + q]
+                else:
+                    for j in range(OW):
+                        cols[r, k + j] = xp[n, c, i * sh + p, j * sw + q]
 
 
 def col2im(const floating[:, ::1] dcols, floating[:, :, :, ::1] dxp,
            Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
            Py_ssize_t sh, Py_ssize_t sw, int threads):
     cdef Py_ssize_t N = dxp.shape[0], C = dxp.shape[1]
-    cdef Py_ssize_t n, c, i, j, p, q, r, k
+    cdef Py_ssize_t NB = (N + 7) // 8  # blocks of up to 8 samples
+    cdef Py_ssize_t t, n, c, i, j, p, q, r, k
     # dxp[n, c, i*sh + p, j*sw + q] += dcols[(c*KH + p)*KW + q, (n*OH + i)*OW + j]
     # (the transpose of im2col: every column sends its gradient back to the window it
-    # was copied from; sample n owns dxp[n], so threads never write the same element)
-    for n in prange(N, nogil=True, num_threads=threads, schedule="static"):
-        for c in range(C):
-            for p in range(KH):
-                for q in range(KW):
-                    r = (c * KH + p) * KW + q
+    # was copied from). Task t owns channel c of a block of samples, so no two threads
+    # write the same element, and each reads its rows of dcols front to back.
+    for t in prange(C * NB, nogil=True, num_threads=threads, schedule="static"):
+        c = t // NB
+        for p in range(KH):
+            for q in range(KW):
+                r = (c * KH + p) * KW + q
+                for n in range((t % NB) * 8, min(N, (t % NB) * 8 + 8)):
                     for i in range(OH):
                         k = (n * OH + i) * OW
-                        for j in range(OW):
-                            dxp[n, c, i * sh + p, j * sw + q] += dcols[r, k + j]
+                        if sw == 1:  # the common case, as a loop gcc can vectorise
+                            for j in range(OW):
+                                dxp[n, c, i * sh + p, j + q] += dcols[r, k + j]
+                        else:
+                            for j in range(OW):
+                                dxp[n, c, i * sh + p, j * sw + q] += dcols[r, k + j]
 
 
 def bias_transpose(const floating[:, ::1] yt, const floating[::1] b,
