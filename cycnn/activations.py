@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_array, as_float
+from ._validate import as_array, float_dtype
 
 __all__ = ["relu_forward", "relu_backward", "softmax", "log_softmax"]
+
+
+def _as_float(func, name, a, *others):
+    """``a`` in the common float dtype of ``a`` and ``others``, keeping its shape (0-d too)."""
+    a = as_array(func, name, a)
+    return np.asarray(a, dtype=float_dtype(a, *others))
 
 
 def relu_forward(x):
@@ -38,7 +44,7 @@ def relu_forward(x):
     >>> relu_forward([-2.0, 0.0, 3.0])
     array([0., 0., 3.])
     """
-    (x,) = as_float("relu_forward", x=x)
+    x = _as_float("relu_forward", "x", x)
     return np.maximum(x, 0, dtype=x.dtype)
 
 
@@ -72,7 +78,8 @@ def relu_backward(dy, x):
     array([0., 0., 5.])
     """
     func = "relu_backward"
-    dy, x = as_float(func, dy=dy, x=x)
+    dy, x = as_array(func, "dy", dy), as_array(func, "x", x)
+    dy, x = _as_float(func, "dy", dy, x), _as_float(func, "x", x, dy)
     if dy.shape != x.shape:
         raise ValueError(
             f"{func}: dy must have the shape of x; got dy.shape={dy.shape}, x.shape={x.shape}"
@@ -123,7 +130,7 @@ def softmax(z, axis=-1):
     array([0.5, 0.5])
     """
     func = "softmax"
-    (z,) = as_float(func, z=as_array(func, "z", z))
+    z = _as_float(func, "z", z)
     _check_axis(func, z, axis)
     e = np.exp(z - z.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -158,7 +165,7 @@ def log_softmax(z, axis=-1):
     array([-10000.,      0.])
     """
     func = "log_softmax"
-    (z,) = as_float(func, z=as_array(func, "z", z))
+    z = _as_float(func, "z", z)
     _check_axis(func, z, axis)
     shifted = z - z.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))

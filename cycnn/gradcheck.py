@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validate import as_array, as_float
+from ._validate import as_array
 
 __all__ = [
     "numerical_gradient",
@@ -135,8 +135,7 @@ def numerical_gradient(f, x, dy=None, eps=1e-6):
             )
         dy = np.ones(y0.shape)
     else:
-        (dy,) = as_float(func, dy=dy)
-        dy = dy.astype(np.float64)
+        dy = np.asarray(as_array(func, "dy", dy), dtype=np.float64)
         if dy.shape != y0.shape:
             raise ValueError(
                 f"{func}: dy must have the shape of f(x) {y0.shape}, got dy.shape={dy.shape}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_array, as_float, check_ndim, float_dtype
+from ._validate import as_array, check_ndim, float_dtype
 from .activations import log_softmax
 
 __all__ = ["softmax_cross_entropy", "mse_loss", "MSE_REDUCTIONS"]
@@ -162,7 +162,9 @@ def mse_loss(pred, target, reduction="mean"):
         raise ValueError(
             f"{func}: unknown reduction {reduction!r}; use one of {MSE_REDUCTIONS}"
         )
-    pred, target = as_float(func, pred=pred, target=target)
+    pred, target = as_array(func, "pred", pred), as_array(func, "target", target)
+    dt = float_dtype(pred, target)
+    pred, target = np.asarray(pred, dtype=dt), np.asarray(target, dtype=dt)
     if pred.shape != target.shape:
         raise ValueError(
             f"{func}: pred and target must have the same shape; got pred.shape="
