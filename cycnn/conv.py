@@ -118,7 +118,11 @@ def resolve_padding(padding, kernel_size=None, stride=1, func="resolve_padding")
                     "larger stride no padding makes the output as large as the input "
                     "(PyTorch refuses it too). Pass the padding explicitly."
                 )
-            kh, kw = kernel_size
+            if kernel_size is None:
+                raise TypeError(
+                    f"{func}: padding='same' depends on the kernel: pass kernel_size=(KH, KW)"
+                )
+            kh, kw = as_pair(func, "kernel_size", kernel_size, 1)
             th, tw = kh - 1, kw - 1
             return ((th // 2, th - th // 2), (tw // 2, tw - tw // 2))
         raise ValueError(
@@ -341,7 +345,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, *, threads=None, algorithm
     return y
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None, algorithm="auto"):
+def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None, algorithm="auto",
+                    need_dx=True):
     """Backward pass of :func:`conv2d_forward`.
 
     Given ``dy = dL/dy``, returns the gradients of the loss with respect to the input,
@@ -369,10 +374,13 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None, algorithm="a
         :func:`cycnn.get_num_threads`.
     algorithm : {'auto', 'direct', 'im2col'}, default 'auto'
         As for :func:`conv2d_forward`.
+    need_dx : bool, default True
+        ``False`` skips the input gradient (returned as ``None``): a network's first
+        layer has no layer below it to pass it to, and dx costs as much as dw.
 
     Returns
     -------
-    dx : ndarray, shape (N, C, H, W)
+    dx : ndarray, shape (N, C, H, W), or None when ``need_dx`` is False
     dw : ndarray, shape (F, C, KH, KW)
     db : ndarray, shape (F,)
         All in the common dtype of the arguments (see :func:`conv2d_forward`).
@@ -408,16 +416,19 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None, algorithm="a
     (pt, pb), (pl, pr) = pads
     N, C, H, W = x.shape
     xp = zero_pad(x, pads) if any(sum(pads, ())) else x
-    dxp = np.zeros(xp.shape, x.dtype)
+    dxp = np.zeros(xp.shape, x.dtype) if need_dx else None
     if _choose(func, algorithm, w.shape, yshape) == "direct":
         dw = np.empty(w.shape, x.dtype)
         _conv.conv2d_backward_weight(dy, xp, dw, sh, sw, nt)
-        _conv.conv2d_backward_input(dy, w, dxp, sh, sw, nt)
+        if need_dx:
+            _conv.conv2d_backward_input(dy, w, dxp, sh, sw, nt)
     else:
         dw = _backward_im2col(dy, xp, w, dxp, sh, sw, nt)
-    dx = dxp[:, :, pt:pt + H, pl:pl + W]  # backward through padding: drop the border
-    if dx.base is not None and dx.shape != dxp.shape:
-        dx = np.ascontiguousarray(dx)
+    dx = None
+    if need_dx:
+        dx = dxp[:, :, pt:pt + H, pl:pl + W]  # backward through padding: drop the border
+        if dx.shape != dxp.shape:
+            dx = np.ascontiguousarray(dx)
     db = dy.sum(axis=(0, 2, 3))
     return dx, dw, db
 
@@ -486,7 +497,10 @@ def _forward_im2col(xp, w, b, y, sh, sw, nt):
 
 
 def _backward_im2col(dy, xp, w, dxp, sh, sw, nt):
-    """dw = dy @ cols^T and dcols = w^T @ dy, then col2im; returns dw, fills dxp."""
+    """dw = dy @ cols^T and dcols = w^T @ dy, then col2im; returns dw, fills dxp.
+
+    ``dxp=None`` skips the input gradient.
+    """
     N, F, OH, OW = dy.shape
     _, C, KH, KW = w.shape
     K, P = C * KH * KW, OH * OW
@@ -494,7 +508,7 @@ def _backward_im2col(dy, xp, w, dxp, sh, sw, nt):
     dw = np.zeros((F, K), xp.dtype)
     spans, step = _chunks(N, K, P)
     buf = _workspace("cols", K * step * P, xp.dtype)
-    dbuf = _workspace("dcols", K * step * P, xp.dtype)
+    dbuf = _workspace("dcols", K * step * P, xp.dtype) if dxp is not None else None
     tbuf = _workspace("yt", F * step * P, xp.dtype)
     part = np.empty((F, K), xp.dtype) if len(spans) > 1 else dw
     for n0, n1 in spans:
@@ -506,7 +520,8 @@ def _backward_im2col(dy, xp, w, dxp, sh, sw, nt):
         np.matmul(dyt, cols.T, out=part)
         if part is not dw:
             dw += part
-        dcols = dbuf[: K * nb * P].reshape(K, nb * P)
-        np.matmul(w2.T, dyt, out=dcols)
-        _conv.col2im(dcols, dxp[n0:n1], KH, KW, OH, OW, sh, sw, nt)
+        if dxp is not None:
+            dcols = dbuf[: K * nb * P].reshape(K, nb * P)
+            np.matmul(w2.T, dyt, out=dcols)
+            _conv.col2im(dcols, dxp[n0:n1], KH, KW, OH, OW, sh, sw, nt)
     return dw.reshape(w.shape)

@@ -6,7 +6,8 @@ way the docs derive it, with whole-array operations and no Python loops over pix
 * ``dx``: dilate ``dy`` by the stride, pad it by ``K - 1`` on each side (plus any rows
   or columns the forward pass never reached), and cross-correlate it with stride 1 with
   the 180-degree-rotated filters; then drop the forward padding;
-* ``dw``: cross-correlate the padded input with the dilated ``dy``, stride 1;
+* ``dw``: cross-correlate the padded input with the dilated ``dy``, stride 1 (skipping
+  the zeros the dilation inserted);
 * ``db``: sum ``dy`` over the batch and both spatial axes.
 
 The docs teach with it and the tests use it as a second oracle next to PyTorch.
@@ -81,9 +82,13 @@ def conv2d_backward(dy, x, w, stride=1, padding=0):
     dxp = correlate(dyd_full, rotate180(w), "nfijpq,fcpq->ncij")
     dx = dxp[:, :, pt:pt + H, pl:pl + W]  # backward through padding
 
-    # 3. dw: correlate the padded input with the dilated dy; keep the KH x KW corner
-    #    (rows past KH would pair dy with inputs no window used).
-    dw = correlate(xp, dyd, "ncijpq,nfpq->fcij")[:, :, :KH, :KW]
+    # 3. dw: correlate the padded input with the dilated dy, stride 1, keeping the
+    #    KH x KW corner (rows past KH would pair dy with inputs no window used). The
+    #    zeros the dilation inserted contribute nothing, so skip them: take each
+    #    HD x WD window of xp at every sh-th row and sw-th column only. (Multiplying
+    #    them would also turn a NaN or inf in x into NaN where no window reads it.)
+    windows = sliding_window_view(xp, (HD, WD), axis=(-2, -1))[:, :, :KH, :KW, ::sh, ::sw]
+    dw = np.einsum("ncpqij,nfij->fcpq", windows, dy, optimize=True)
 
     # 4. db: every output of filter f adds b[f] once
     db = dy.sum(axis=(0, 2, 3))

@@ -91,3 +91,16 @@ def test_threads_give_the_same_result():
         two = cycnn.conv2d_backward(dy, x, w, threads=2, algorithm=alg)
         for a, b in zip(one, two):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_need_dx_false_skips_only_dx():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 2, 8, 7))
+    w = rng.standard_normal((4, 2, 3, 3))
+    dy = rng.standard_normal((3, 4, 4, 4))
+    for alg in ("direct", "im2col"):
+        full = cycnn.conv2d_backward(dy, x, w, 2, 1, algorithm=alg)
+        dx, dw, db = cycnn.conv2d_backward(dy, x, w, 2, 1, algorithm=alg, need_dx=False)
+        assert dx is None
+        np.testing.assert_array_equal(dw, full[1])
+        np.testing.assert_array_equal(db, full[2])
