@@ -1,5 +1,11 @@
 """MkDocs hooks for the cycnn site (listed under ``hooks:`` in mkdocs.yml).
 
+Source included by name: a page writes ``--8<-- "cycnn/_conv.pyx:@conv2d_forward"`` and
+this hook turns ``@conv2d_forward`` into the line range of that top-level ``def`` (its
+signature and whole body) before pymdownx.snippets includes it. Pages therefore show the
+code as it is today, without line numbers that go stale when the file changes, and a
+renamed or deleted function fails the strict build.
+
 Math is typeset offline: MathJax 3 comes from the PyPI package ``django-static-mathjax``
 (a ``docs`` extra), and this hook adds its single-file SVG build and licence to the
 site, so the pages never ask a CDN for it. The SVG output needs no web fonts.
@@ -8,6 +14,7 @@ site, so the pages never ask a CDN for it. The SVG output needs no web fonts.
 from __future__ import annotations
 
 import os
+import re
 
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
@@ -38,3 +45,46 @@ def on_files(files, config):
             raise PluginError(f"mkdocs_hooks: {src} is missing from django-static-mathjax")
         files.append(File.generated(config, uri, abs_src_path=src))
     return files
+
+
+# ----------------------------------------------------------------------------- includes
+
+_BY_NAME = re.compile(r'^(?P<lead>[ \t]*--8<--[ \t]+")(?P<path>[^"@:]+):@(?P<name>\w+)"', re.M)
+
+
+def block_lines(path: str, name: str) -> tuple[int, int]:
+    """1-based first and last line of the top-level ``def name`` (or ``cdef``/``cpdef``)
+    in ``path``: the signature and every following line that is blank or indented,
+    without trailing blank lines."""
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    head = re.compile(rf"^(c?p?def|class)\s+(\w+\s+)*{re.escape(name)}\s*[(:]")
+    starts = [k for k, line in enumerate(lines) if head.match(line)]
+    if len(starts) != 1:
+        raise PluginError(
+            f"mkdocs_hooks: {path} has {len(starts)} top-level definitions of {name!r}; "
+            "an include by name needs exactly one"
+        )
+    first = last = starts[0]
+    for k in range(first + 1, len(lines)):
+        line = lines[k]
+        if line.strip() and not line[0].isspace():
+            break
+        if line.strip():
+            last = k
+    return first + 1, last + 1
+
+
+def expand_includes(markdown: str, base: str = ".") -> str:
+    """Rewrite ``--8<-- "file:@name"`` into ``--8<-- "file:first:last"``."""
+
+    def by_lines(match):
+        first, last = block_lines(os.path.join(base, match["path"]), match["name"])
+        return f'{match["lead"]}{match["path"]}:{first}:{last}"'
+
+    return _BY_NAME.sub(by_lines, markdown)
+
+
+def on_page_markdown(markdown, page, config, files):
+    base = os.path.dirname(config["config_file_path"])
+    return expand_includes(markdown, base)
