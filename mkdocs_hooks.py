@@ -52,10 +52,10 @@ def on_files(files, config):
 _BY_NAME = re.compile(r'^(?P<lead>[ \t]*--8<--[ \t]+")(?P<path>[^"@:]+):@(?P<name>\w+)"', re.M)
 
 
-def block_lines(path: str, name: str) -> tuple[int, int]:
-    """1-based first and last line of the top-level ``def name`` (or ``cdef``/``cpdef``)
-    in ``path``: the signature and every following line that is blank or indented,
-    without trailing blank lines."""
+def block_lines(path: str, name: str) -> list[tuple[int, int]]:
+    """Line ranges (1-based, inclusive) of the top-level ``def name`` (or ``cdef``,
+    ``cpdef``, ``class``) in ``path``: the signature and the body up to its last
+    non-blank indented line, leaving out a docstring (the API reference shows it)."""
     with open(path, encoding="utf-8") as fh:
         lines = fh.read().splitlines()
     head = re.compile(rf"^(c?p?def|class)\s+(\w+\s+)*{re.escape(name)}\s*[(:]")
@@ -72,15 +72,34 @@ def block_lines(path: str, name: str) -> tuple[int, int]:
             break
         if line.strip():
             last = k
-    return first + 1, last + 1
+    # the signature ends on the first line that ends with ':' once a comment is cut off
+    sig_end = next(k for k in range(first, last + 1)
+                   if lines[k].split("#")[0].rstrip().endswith(":"))
+    body = next((k for k in range(sig_end + 1, last + 1) if lines[k].strip()), None)
+    opening = _DOCSTRING.match(lines[body]) if body is not None else None
+    if opening is None:
+        return [(first + 1, last + 1)]
+    quote = opening.group(1)
+    if quote in lines[body][opening.end():]:
+        end = body
+    else:
+        end = next(k for k in range(body + 1, last + 1) if quote in lines[k])
+    after = next((k for k in range(end + 1, last + 1) if lines[k].strip()), None)
+    if after is None:
+        return [(first + 1, sig_end + 1)]
+    return [(first + 1, sig_end + 1), (after + 1, last + 1)]
+
+
+_DOCSTRING = re.compile(r"""^\s*[rRbBuU]?(\"\"\"|''')""")
 
 
 def expand_includes(markdown: str, base: str = ".") -> str:
-    """Rewrite ``--8<-- "file:@name"`` into ``--8<-- "file:first:last"``."""
+    """Rewrite ``--8<-- "file:@name"`` into ``--8<-- "file:first:last[,first:last]"``."""
 
     def by_lines(match):
-        first, last = block_lines(os.path.join(base, match["path"]), match["name"])
-        return f'{match["lead"]}{match["path"]}:{first}:{last}"'
+        ranges = block_lines(os.path.join(base, match["path"]), match["name"])
+        spec = ",".join(f"{a}:{b}" for a, b in ranges)
+        return f'{match["lead"]}{match["path"]}:{spec}"'
 
     return _BY_NAME.sub(by_lines, markdown)
 

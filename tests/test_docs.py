@@ -129,6 +129,15 @@ INCLUDES = {
     "cycnn/_conv.pyx:@conv2d_backward_input": [
         "prange(N", "dxp[n, c, i * sh + p, j * sw + q] += wv * dy[n, f, i, j]",
     ],
+    "cycnn/_pool.pyx:@max_pool2d_forward": [
+        "prange(NC", "(v > best)", "argmax[nc, i, j] = best_at",
+    ],
+    "cycnn/_pool.pyx:@max_pool2d_backward": [
+        "dx[nc, argmax[nc, k]] += dy[nc, k]",
+    ],
+    "cycnn/_pool.pyx:@avg_pool2d_backward": [
+        "share = dy[nc, i, j] / area", "dx[nc, i * sh + p, j * sw + q] += share",
+    ],
     "cycnn/reference.py:@conv2d_backward": [
         "dilate(dy, (sh, sw))", "rotate180(w)", "dxp[:, :, pt:pt + H, pl:pl + W]",
         "dy.sum(axis=(0, 2, 3))",
@@ -166,12 +175,13 @@ def test_included_code_is_the_code_the_page_describes(spec):
     needles = INCLUDES[spec]
     if ":@" in spec:
         path, name = spec.split(":@")
-        first, last = _hooks().block_lines(str(ROOT / path), name)
+        ranges = _hooks().block_lines(str(ROOT / path), name)
     else:
         path, first, last = spec.rsplit(":", 2)
-        first, last = int(first), int(last)
+        ranges = [(int(first), int(last))]
     lines = (ROOT / path).read_text().splitlines()
-    text = "\n".join(lines[first - 1:last])
+    text = "\n".join("\n".join(lines[a - 1:b]) for a, b in ranges)
+    first, last = ranges[0][0], ranges[-1][1]
     if ":@" not in spec:
         assert text.startswith(needles[0]), f"{spec} no longer starts with {needles[0]!r}"
     missing = [n for n in needles if n not in text]
@@ -179,14 +189,35 @@ def test_included_code_is_the_code_the_page_describes(spec):
 
 
 def test_include_by_name_takes_the_whole_function(tmp_path):
-    source = tmp_path / "k.pyx"
-    source.write_text("x = 1\n\n\ndef f(a,\n      b):\n    s = 0\n\n    return s\n\n\n"
-                      "def g():\n    pass\n")
+    source = tmp_path / "k.py"
+    source.write_text(textwrap.dedent('''\
+        x = 1
+
+
+        def f(a,
+              b):
+            s = 0
+
+            return s
+
+
+        def g():
+            """Doc.
+
+            More.
+            """
+            # g's body
+            pass
+        def h():  # a comment: the signature ends here
+            """One line."""
+        '''))
     hooks = _hooks()
-    assert hooks.block_lines(str(source), "f") == (4, 8)
-    assert hooks.block_lines(str(source), "g") == (11, 12)
-    page = 'text\n```cython\n--8<-- "k.pyx:@f"\n```\n'
-    assert hooks.expand_includes(page, str(tmp_path)) == 'text\n```cython\n--8<-- "k.pyx:4:8"\n```\n'
+    assert hooks.block_lines(str(source), "f") == [(4, 8)]
+    assert hooks.block_lines(str(source), "g") == [(11, 11), (16, 17)]  # no docstring
+    assert hooks.block_lines(str(source), "h") == [(18, 18)]
+    page = 'text\n```cython\n--8<-- "k.py:@g"\n```\n'
+    assert hooks.expand_includes(page, str(tmp_path)) == \
+        'text\n```cython\n--8<-- "k.py:11:11,16:17"\n```\n'
 
 
 # --------------------------------------------------------------------------- seed numbers
@@ -210,6 +241,12 @@ def _expected_outputs() -> dict[str, str]:
 SEED_NUMBERS = {
     "conv-forward.md": ["28x28x6", "28\n"],
     "conv-weight-gradient.md": ["[[0.044606 0.094061]\n [0.011262 0.068288]]"],
+    "pooling.md": [
+        "[[6. 8.]\n [3. 4.]]",
+        "[[0 0 0 0]\n [0 1 0 1]\n [1 0 0 0]\n [0 0 0 1]]",
+        "[[0.25 0.25]\n [0.25 0.25]]",
+        "0.111111",
+    ],
     "stride-padding.md": [
         "(5, 13)",
         "[[1 0 0 2 0 0 3 0 0 4 0 0 5]",
