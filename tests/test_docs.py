@@ -138,6 +138,9 @@ INCLUDES = {
     "cycnn/_pool.pyx:@avg_pool2d_backward": [
         "share = dy[nc, i, j] / area", "dx[nc, i * sh + p, j * sw + q] += share",
     ],
+    "cycnn/activations.py:@relu_backward": ["np.where(x > 0, dy"],
+    "cycnn/dense.py:@dense_backward": ["dy @ w, dy.T @ x, dy.sum(axis=0)"],
+    "cycnn/activations.py:@log_softmax": ["z.max(axis=axis, keepdims=True)", "np.log(np.exp(shifted)"],
     "cycnn/reference.py:@conv2d_backward": [
         "dilate(dy, (sh, sw))", "rotate180(w)", "dxp[:, :, pt:pt + H, pl:pl + W]",
         "dy.sum(axis=(0, 2, 3))",
@@ -241,6 +244,10 @@ def _expected_outputs() -> dict[str, str]:
 SEED_NUMBERS = {
     "conv-forward.md": ["28x28x6", "28\n"],
     "conv-weight-gradient.md": ["[[0.044606 0.094061]\n [0.011262 0.068288]]"],
+    "dense-softmax.md": [
+        "[-0.340999  0.242433  0.098566]",          # dZ = Y_hat - Y, by the chain rule
+        "[[0.044606 0.094061]\n [0.011262 0.068288]]",  # MSE delta -> the seed's dW
+    ],
     "pooling.md": [
         "[[6. 8.]\n [3. 4.]]",
         "[[0 0 0 0]\n [0 1 0 1]\n [1 0 0 0]\n [0 0 0 1]]",
