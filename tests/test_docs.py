@@ -130,7 +130,7 @@ INCLUDES = {
         "prange(N", "dxp[n, c, i * sh + p, j * sw + q] += wv * dy[n, f, i, j]",
     ],
     "cycnn/_pool.pyx:@max_pool2d_forward": [
-        "prange(NC", "(v > best)", "argmax[nc, i, j] = best_at",
+        "prange(NC", "v > best", "argmax[nc, i, j] = best_at",
     ],
     "cycnn/_pool.pyx:@max_pool2d_backward": [
         "dx[nc, argmax[nc, k]] += dy[nc, k]",
