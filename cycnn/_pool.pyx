@@ -23,23 +23,38 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
                        int64_t[:, :, ::1] argmax, Py_ssize_t KH, Py_ssize_t KW,
                        Py_ssize_t sh, Py_ssize_t sw, int threads):
     cdef Py_ssize_t NC = y.shape[0], OH = y.shape[1], OW = y.shape[2], W = x.shape[2]
-    cdef Py_ssize_t nc, i, j, p, q, h, best_at
+    cdef Py_ssize_t nc, i, j, p, q, h, w, best_at
     cdef floating v, best
+    cdef bint take, has_nan
     # y[n,c,i,j] = max_{p,q} x[n, c, i*sh+p, j*sw+q]; argmax[n,c,i,j] = (i*sh+p)*W + (j*sw+q)
     # of the first maximum in row-major order (strict >, so a tie keeps the earlier cell).
-    # A NaN wins over every number and the first NaN is kept, so y is NaN, as in PyTorch.
+    # A NaN beats every number: the window's first NaN wins and y is NaN, as in PyTorch.
+    # Random data makes "is this the new maximum?" a coin toss, so the loop avoids
+    # branches on it: best follows the a > b ? a : b pattern (one maxss/maxsd), the index
+    # moves by integer arithmetic on the 0/1 comparison, and a window is searched again for
+    # its first NaN only when it holds one.
     for nc in prange(NC, nogil=True, num_threads=threads, schedule="static"):
         for i in range(OH):
             for j in range(OW):
                 best = x[nc, i * sh, j * sw]
                 best_at = (i * sh) * W + j * sw
+                has_nan = False
                 for p in range(KH):
                     h = i * sh + p
                     for q in range(KW):
-                        v = x[nc, h, j * sw + q]
-                        if v > best or (v != v and best == best):
-                            best = v
-                            best_at = h * W + j * sw + q
+                        w = j * sw + q
+                        v = x[nc, h, w]
+                        take = v > best
+                        best_at = best_at + take * (h * W + w - best_at)
+                        has_nan = has_nan | (v != v)
+                        best = v if v > best else best
+                if has_nan:
+                    for p in range(KH * KW - 1, -1, -1):  # backwards: the first NaN is kept
+                        h = i * sh + p // KW
+                        w = j * sw + p % KW
+                        if x[nc, h, w] != x[nc, h, w]:
+                            best = x[nc, h, w]
+                            best_at = h * W + w
                 y[nc, i, j] = best
                 argmax[nc, i, j] = best_at
 

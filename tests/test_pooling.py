@@ -189,6 +189,14 @@ def test_nan_in_a_window_makes_its_output_nan_and_takes_the_gradient():
                                   [[False, True], [False, False]])
 
 
+@pytest.mark.parametrize("at", range(9))
+def test_a_nan_anywhere_in_the_window_wins_it(rng, at):
+    x = rng.standard_normal((1, 1, 3, 3)) + 100
+    x.flat[at] = np.nan
+    y, cache = max_pool2d_forward(x, 3)
+    assert np.isnan(y[0, 0, 0, 0]) and cache.argmax[0, 0, 0, 0] == at
+
+
 @DTYPES
 def test_nan_propagates_as_in_pytorch(dtype):
     torch = torch_or_skip()
