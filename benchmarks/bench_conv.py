@@ -66,12 +66,13 @@ def make_inputs(name, dtype, seed=0):
     return x, w, b, dy, s, p
 
 
-def time_row(name, dtype, nthreads, repeat, ref_repeat, torch):
+def time_row(name, dtype, nthreads, repeat, ref_repeat, torch, min_time=0.0):
     x, w, b, dy, s, p = make_inputs(name, dtype)
     t = {}
+    timed = dict(repeat=repeat, min_time=min_time)
     with threads(nthreads):
-        t["cy_f"] = median_time(lambda: cycnn.conv2d_forward(x, w, b, s, p), repeat=repeat)
-        t["cy_b"] = median_time(lambda: cycnn.conv2d_backward(dy, x, w, s, p), repeat=repeat)
+        t["cy_f"] = median_time(lambda: cycnn.conv2d_forward(x, w, b, s, p), **timed)
+        t["cy_b"] = median_time(lambda: cycnn.conv2d_backward(dy, x, w, s, p), **timed)
         t["np_f"] = median_time(lambda: reference.conv2d_forward(x, w, b, s, p),
                                 repeat=ref_repeat, warmup=1)
         t["np_b"] = median_time(lambda: reference.conv2d_backward(dy, x, w, s, p),
@@ -85,11 +86,11 @@ def time_row(name, dtype, nthreads, repeat, ref_repeat, torch):
                 y_c = cycnn.conv2d_forward(x, w, b, s, p)
                 tol = 1e-3 if dtype == np.float32 else 1e-9
                 assert np.allclose(y_c, y_t.numpy(), rtol=tol, atol=tol), name
-                t["th_f"] = median_time(lambda: F.conv2d(xt, wt, bt, s, p), repeat=repeat)
+                t["th_f"] = median_time(lambda: F.conv2d(xt, wt, bt, s, p), **timed)
                 args = ([b.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], 1,
                         [True, True, True])
                 bwd = torch.ops.aten.convolution_backward
-                t["th_b"] = median_time(lambda: bwd(dyt, xt, wt, *args), repeat=repeat)
+                t["th_b"] = median_time(lambda: bwd(dyt, xt, wt, *args), **timed)
         else:
             t["th_f"] = t["th_b"] = None
     return t
@@ -113,7 +114,8 @@ def main(argv=None):
             ap.error(f"unknown dtype {d!r}; use float32 or float64")
         dtypes.append(DTYPES[d.strip()])
     thread_counts = [int(n) for n in args.threads.split(",")]
-    repeat, ref_repeat = (5, 1) if args.quick else (15, 3)
+    # at least `repeat` calls and, for the fast ones, at least min_time seconds of them
+    repeat, ref_repeat, min_time = (5, 1, 0.0) if args.quick else (15, 3, 0.25)
 
     try:
         import torch
@@ -121,7 +123,10 @@ def main(argv=None):
         torch = None
 
     print(header())
-    print(f"medians of {repeat} calls (NumPy reference: {ref_repeat}); ratios > 1: cycnn slower")
+    print("load average at start: %.2f %.2f %.2f (other work on the machine skews times)"
+          % os.getloadavg())
+    print(f"medians of >= {repeat} calls over >= {min_time} s (NumPy reference: {ref_repeat} "
+          "calls); ratios > 1: cycnn slower")
     print()
     headers = ["shape", "dtype", "threads", "cycnn fwd ms", "torch fwd ms", "numpy fwd ms",
                "cycnn bwd ms", "torch bwd ms", "numpy bwd ms", "fwd cy/torch",
@@ -130,7 +135,7 @@ def main(argv=None):
     for name in shapes:
         for dtype in dtypes:
             for n in thread_counts:
-                t = time_row(name, dtype, n, repeat, ref_repeat, torch)
+                t = time_row(name, dtype, n, repeat, ref_repeat, torch, min_time)
                 th_fb = None if t["th_f"] is None else t["th_f"] + t["th_b"]
                 cy_fb = t["cy_f"] + t["cy_b"]
                 rows.append([
@@ -143,6 +148,7 @@ def main(argv=None):
                 print(f"  done {describe(name)} {np.dtype(dtype).name} threads={n}",
                       file=sys.stderr, flush=True)
     print_table(headers, rows)
+    print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":
