@@ -141,6 +141,7 @@ INCLUDES = {
     "cycnn/activations.py:@relu_backward": ["np.where(x > 0, dy"],
     "cycnn/dense.py:@dense_backward": ["dy @ w, dy.T @ x, dy.sum(axis=0)"],
     "cycnn/activations.py:@log_softmax": ["z.max(axis=axis, keepdims=True)", "np.log(np.exp(shifted)"],
+    "cycnn/gradcheck.py:@numerical_gradient": ["flat[k] = keep + eps", "(2 * eps)"],
     "cycnn/reference.py:@conv2d_backward": [
         "dilate(dy, (sh, sw))", "rotate180(w)", "dxp[:, :, pt:pt + H, pl:pl + W]",
         "dy.sum(axis=(0, 2, 3))",
