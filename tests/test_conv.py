@@ -518,7 +518,7 @@ def test_non_contiguous_inputs(cfg, algorithm, dtype):
     g0 = cycnn.conv2d_backward(dy, x, w, **kw)
     for (lx, x2), (lw, w2), (lb, b2), (ld, dy2) in zip(_layouts(x), _layouts(w), _layouts(b),
                                                        _layouts(dy)):
-        assert not x2.flags.c_contiguous or x2.ndim < 2 or lx == "reversed"
+        assert not x2.flags.c_contiguous, lx
         np.testing.assert_array_equal(x2, x)
         y = cycnn.conv2d_forward(x2, w2, b2, **kw)
         assert_close(y, y0, dtype)
@@ -987,3 +987,71 @@ def test_python_threads_in_parallel(algorithm):
 def test_unknown_algorithm():
     with pytest.raises(ValueError, match=r"conv2d_forward: algorithm must be one of .*'fft'"):
         cycnn.conv2d_forward(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), algorithm="fft")
+
+
+# --------------------------------------------------------------------------- docs' numbers
+
+# Every number the conv pages print, pinned through the public API (the pages themselves
+# run under Sybil, which compares printed text; these compare values to 1e-12).
+DOC_X = np.array([[1., 2., 3.], [4., 5., 6.], [7., 8., 9.]])
+DOC_W = np.array([[1., 2.], [3., 4.]])
+DOC_DY = np.array([[0.1, -0.2], [0.3, 0.4]])
+
+
+@ALGORITHMS
+def test_docs_conv_forward_numbers(algorithm):
+    """docs/conv-forward.md"""
+    y = cycnn.conv2d_forward(DOC_X[None, None], DOC_W[None, None], np.array([0.5]),
+                             algorithm=algorithm)
+    np.testing.assert_allclose(y[0, 0], [[37.5, 47.5], [67.5, 77.5]], rtol=0, atol=1e-12)
+    assert (cycnn.conv_output_size(32, 5, stride=1, pad=2),
+            cycnn.conv_output_size(32, 5, stride=2, pad=2)) == (32, 16)
+    w = np.zeros((2, 3, 3, 3))
+    w[0, :, 1, 1] = 0.3, 0.6, 0.1
+    w[1, 2] = [[1, 2, 1], [0, 0, 0], [-1, -2, -1]]
+    picture = np.zeros((1, 3, 6, 6))
+    picture[0, 0], picture[0, 1], picture[0, 2, :3] = 0.8, 0.4, 1.0
+    y = cycnn.conv2d_forward(picture, w, algorithm=algorithm)
+    np.testing.assert_allclose(y[0, 0], np.repeat([[0.58], [0.58], [0.48], [0.48]], 4, 1),
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(y[0, 1], np.repeat([[0.], [4.], [4.], [0.]], 4, 1),
+                               rtol=0, atol=1e-12)
+
+
+@ALGORITHMS
+def test_docs_weight_and_input_gradient_numbers(algorithm):
+    """docs/conv-weight-gradient.md and docs/conv-input-gradient.md"""
+    dx, dw, db = cycnn.conv2d_backward(DOC_DY[None, None], DOC_X[None, None],
+                                       DOC_W[None, None], algorithm=algorithm)
+    np.testing.assert_allclose(dw[0, 0], [[2.9, 3.5], [4.7, 5.3]], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(db, [0.6], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dx[0, 0], [[0.1, 0.0, -0.4], [0.6, 0.8, 0.0], [0.9, 2.4, 1.6]],
+                               rtol=0, atol=1e-12)
+    # seed 001's SGD step with eta = 0.5 (the page prints 6 decimals)
+    _, dw, db = cycnn.conv2d_backward(SEED001_D[None, None], SEED001_O[None, None],
+                                      np.zeros((1, 1, 2, 2)), algorithm=algorithm)
+    w = np.array([[-0.13, 0.20], [0.05, -0.10]]) - 0.5 * dw[0, 0]
+    np.testing.assert_allclose(w, [[-0.152303, 0.15297], [0.044369, -0.134144]],
+                               rtol=0, atol=5e-7)
+    assert round(float(0.0 - 0.5 * db[0]), 6) == -0.0418
+
+
+@ALGORITHMS
+def test_docs_stride_padding_numbers(algorithm):
+    """docs/stride-padding.md: stride 2, padding 1, 5x5 input, 3x3 kernel."""
+    x = np.arange(25.0).reshape(1, 1, 5, 5)
+    w = np.arange(1, 10).reshape(1, 1, 3, 3).astype(float)
+    dy = np.array([[1.0, -1.0, 2.0], [0.5, 0.0, -2.0], [1.0, 1.0, 1.0]])[None, None]
+    for dx, dw, db in (cycnn.conv2d_backward(dy, x, w, stride=2, padding=1, algorithm=algorithm),
+                       reference.conv2d_backward(dy, x, w, stride=2, padding=1)):
+        np.testing.assert_allclose(dw[0, 0], [[18, 35.5, 37], [23, 49, 47.5], [-26, -14.5, 6]],
+                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(dx[0, 0], [[5, 2, -5, 2, 10],
+                                              [9, 3.5, -8, 3, 12],
+                                              [2.5, 3, 0, -8, -10],
+                                              [6, 8.5, 2, -10, -14],
+                                              [5, 10, 5, 10, 5]], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(db, [3.5], rtol=0, atol=1e-12)
+    y = cycnn.conv2d_forward(np.ones((3, 2, 9, 11)), np.ones((4, 2, 3, 4)), stride=(2, 3),
+                             padding=((1, 2), (0, 1)), algorithm=algorithm)
+    assert y.shape == (3, 4, 5, 3)
