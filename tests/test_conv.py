@@ -526,6 +526,35 @@ def test_non_contiguous_inputs(cfg, algorithm, dtype):
             assert_close(got, want, dtype)
 
 
+@ALGORITHMS
+@DTYPES
+def test_read_only_broadcast_and_byte_swapped_inputs(algorithm, dtype):
+    cfg = GRADCHECK_CONFIGS[1]
+    x, w, b, dy = cfg.arrays(dtype)
+    kw = dict(stride=cfg.stride, padding=cfg.padding, algorithm=algorithm)
+    y0 = cycnn.conv2d_forward(x, w, b, **kw)
+    g0 = cycnn.conv2d_backward(dy, x, w, **kw)
+    variants = {
+        "read-only": lambda a: np.require(a.copy(), requirements="C")[...],
+        "byte-swapped": lambda a: a.astype(a.dtype.newbyteorder()),
+    }
+    for label, make in variants.items():
+        x2, w2, b2, dy2 = (make(a) for a in (x, w, b, dy))
+        if label == "read-only":
+            for a in (x2, w2, b2, dy2):
+                a.flags.writeable = False
+        y = cycnn.conv2d_forward(x2, w2, b2, **kw)
+        assert y.dtype == dtype, label
+        assert_close(y, y0, dtype)
+        for got, want in zip(cycnn.conv2d_backward(dy2, x2, w2, **kw), g0):
+            assert_close(got, want, dtype)
+    # a broadcast x (stride 0 along N): every sample gives the same output
+    xb = np.broadcast_to(x[:1], x.shape)
+    y = cycnn.conv2d_forward(xb, w, b, **kw)
+    assert_close(y, cycnn.conv2d_forward(np.ascontiguousarray(xb), w, b, **kw), dtype)
+    np.testing.assert_array_equal(y[0], y[-1])
+
+
 def test_inputs_are_not_modified():
     cfg = GRADCHECK_CONFIGS[1]
     x, w, b, dy = cfg.arrays(np.float64)
