@@ -90,6 +90,9 @@ def time_row(name, dtype, nthreads, repeat, ref_repeat, torch, min_time=0.0):
                 args = ([b.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], 1,
                         [True, True, True])
                 bwd = torch.ops.aten.convolution_backward
+                for got, want in zip(cycnn.conv2d_backward(dy, x, w, s, p), bwd(dyt, xt, wt, *args)):
+                    scale = max(1.0, float(want.abs().max()))
+                    assert np.allclose(got, want.numpy(), rtol=tol, atol=tol * scale), name
                 t["th_b"] = median_time(lambda: bwd(dyt, xt, wt, *args), **timed)
         else:
             t["th_f"] = t["th_b"] = None
