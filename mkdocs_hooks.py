@@ -2,7 +2,7 @@
 
 Source included by name: a page writes ``--8<-- "cycnn/_conv.pyx:@conv2d_forward"`` and
 this hook turns ``@conv2d_forward`` into the line range of that top-level ``def`` (its
-signature and whole body) before pymdownx.snippets includes it. Pages therefore show the
+signature and whole body, without the docstring; ``@Class.method`` works too) before pymdownx.snippets includes it. Pages therefore show the
 code as it is today, without line numbers that go stale when the file changes, and a
 renamed or deleted function fails the strict build.
 
@@ -49,29 +49,47 @@ def on_files(files, config):
 
 # ----------------------------------------------------------------------------- includes
 
-_BY_NAME = re.compile(r'^(?P<lead>[ \t]*--8<--[ \t]+")(?P<path>[^"@:]+):@(?P<name>\w+)"', re.M)
+_BY_NAME = re.compile(r'^(?P<lead>[ \t]*--8<--[ \t]+")(?P<path>[^"@:]+):@(?P<name>[\w.]+)"', re.M)
 
 
 def block_lines(path: str, name: str) -> list[tuple[int, int]]:
-    """Line ranges (1-based, inclusive) of the top-level ``def name`` (or ``cdef``,
-    ``cpdef``, ``class``) in ``path``: the signature and the body up to its last
-    non-blank indented line, leaving out a docstring (the API reference shows it)."""
+    """Line ranges (1-based, inclusive) of ``def name`` (or ``cdef``, ``cpdef``,
+    ``class``) at the top level of ``path``, or of a method for ``name = "Class.method"``:
+    the signature and the body up to its last non-blank line, leaving out a docstring
+    (the API reference shows it)."""
     with open(path, encoding="utf-8") as fh:
         lines = fh.read().splitlines()
-    head = re.compile(rf"^(c?p?def|class)\s+(\w+\s+)*{re.escape(name)}\s*[(:]")
-    starts = [k for k, line in enumerate(lines) if head.match(line)]
+    lo, hi, indent = 0, len(lines) - 1, ""
+    *outer, name = name.split(".")
+    for part in outer + [name]:
+        first, last = _find_block(lines, lo, hi, indent, part, path)
+        lo, hi, indent = first + 1, last, indent + "    "
+    return _without_docstring(lines, first, last)
+
+
+def _find_block(lines, lo, hi, indent, name, path):
+    """0-based first and last line of the definition of ``name`` at ``indent``."""
+    head = re.compile(rf"^{indent}(c?p?def|class)\s+(\w+\s+)*{re.escape(name)}\s*[(:]")
+    starts = [k for k in range(lo, hi + 1) if head.match(lines[k])]
     if len(starts) != 1:
         raise PluginError(
-            f"mkdocs_hooks: {path} has {len(starts)} top-level definitions of {name!r}; "
-            "an include by name needs exactly one"
+            f"mkdocs_hooks: {path} has {len(starts)} definitions of {name!r} at indent "
+            f"{len(indent)}; an include by name needs exactly one"
         )
     first = last = starts[0]
-    for k in range(first + 1, len(lines)):
+    for k in range(first + 1, hi + 1):
         line = lines[k]
-        if line.strip() and not line[0].isspace():
+        if line.strip() and not line.startswith(indent + " "):
             break
         if line.strip():
             last = k
+    return first, last
+
+
+_DOCSTRING = re.compile(r"""^\s*[rRbBuU]?(\"\"\"|''')""")
+
+
+def _without_docstring(lines, first, last):
     # the signature ends on the first line that ends with ':' once a comment is cut off
     sig_end = next(k for k in range(first, last + 1)
                    if lines[k].split("#")[0].rstrip().endswith(":"))
@@ -88,9 +106,6 @@ def block_lines(path: str, name: str) -> list[tuple[int, int]]:
     if after is None:
         return [(first + 1, sig_end + 1)]
     return [(first + 1, sig_end + 1), (after + 1, last + 1)]
-
-
-_DOCSTRING = re.compile(r"""^\s*[rRbBuU]?(\"\"\"|''')""")
 
 
 def expand_includes(markdown: str, base: str = ".") -> str:

@@ -214,11 +214,24 @@ def test_include_by_name_takes_the_whole_function(tmp_path):
             pass
         def h():  # a comment: the signature ends here
             """One line."""
+
+
+        class K:
+            """A class."""
+
+            def m(self):
+                """Method doc."""
+                return 1
+
+            def n(self):
+                pass
         '''))
     hooks = _hooks()
     assert hooks.block_lines(str(source), "f") == [(4, 8)]
     assert hooks.block_lines(str(source), "g") == [(11, 11), (16, 17)]  # no docstring
     assert hooks.block_lines(str(source), "h") == [(18, 18)]
+    assert hooks.block_lines(str(source), "K.m") == [(25, 25), (27, 27)]
+    assert hooks.block_lines(str(source), "K.n") == [(29, 30)]
     page = 'text\n```cython\n--8<-- "k.py:@g"\n```\n'
     assert hooks.expand_includes(page, str(tmp_path)) == \
         'text\n```cython\n--8<-- "k.py:11:11,16:17"\n```\n'
