@@ -142,6 +142,8 @@ INCLUDES = {
     "cycnn/dense.py:@dense_backward": ["dy @ w, dy.T @ x, dy.sum(axis=0)"],
     "cycnn/activations.py:@log_softmax": ["z.max(axis=axis, keepdims=True)", "np.log(np.exp(shifted)"],
     "cycnn/gradcheck.py:@numerical_gradient": ["flat[k] = keep + eps", "(2 * eps)"],
+    "cycnn/_dispatch.py:@load": ["_want_avx2()", "import_module"],
+    "cycnn/_conv.pyx:@im2col": ["prange(C * KH * KW", "cols[r, k + j]"],
     "cycnn/reference.py:@conv2d_backward": [
         "dilate(dy, (sh, sw))", "rotate180(w)", "dxp[:, :, pt:pt + H, pl:pl + W]",
         "dy.sum(axis=(0, 2, 3))",
