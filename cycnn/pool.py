@@ -185,9 +185,10 @@ def max_pool2d_forward(x, size=2, stride=None, *, threads=None):
     -----
     When ``H - KH`` is not a multiple of ``sh`` the last rows, which no full window
     reaches, are dropped (likewise for columns), as PyTorch's ``max_pool2d`` does by
-    default. Ties go to the first maximum in row-major order within the window. A NaN
-    counts as larger than every number: a window holding a NaN outputs NaN (as in
-    PyTorch) and its first NaN is the winner.
+    default. Ties go to the first maximum in row-major order within the window, as in
+    PyTorch. A NaN counts as larger than every number: a window holding a NaN outputs
+    NaN (as in PyTorch) and its first NaN is the winner (PyTorch picks the last NaN;
+    either way the gradient through a NaN carries no information).
 
     Examples
     --------
