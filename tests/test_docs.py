@@ -144,6 +144,9 @@ INCLUDES = {
     "cycnn/gradcheck.py:@numerical_gradient": ["flat[k] = keep + eps", "(2 * eps)"],
     "cycnn/_dispatch.py:@load": ["_want_avx2()", "import_module"],
     "cycnn/_conv.pyx:@im2col": ["prange(C * KH * KW", "cols[r, k + j]"],
+    "cycnn/model.py:@Sequential.forward": ["for layer in self.layers", "layer.forward(x)"],
+    "cycnn/model.py:@Sequential.backward": ["reversed(self.layers)", "layer.backward(dy)"],
+    "cycnn/layers.py:@Conv2D.backward": ["conv2d_backward(dy, x"],
     "cycnn/reference.py:@conv2d_backward": [
         "dilate(dy, (sh, sw))", "rotate180(w)", "dxp[:, :, pt:pt + H, pl:pl + W]",
         "dy.sum(axis=(0, 2, 3))",
@@ -258,6 +261,7 @@ def _expected_outputs() -> dict[str, str]:
 #: numbers from the source documents (docs/INDEX of the seeds) -> the page whose running
 #: examples must print them
 SEED_NUMBERS = {
+    "index.md": ["[[0.044606 0.094061]\n [0.011262 0.068288]]"],
     "conv-forward.md": ["28x28x6", "28\n"],
     "conv-weight-gradient.md": ["[[0.044606 0.094061]\n [0.011262 0.068288]]"],
     "dense-softmax.md": [
