@@ -147,6 +147,9 @@ INCLUDES = {
     "cycnn/model.py:@Sequential.forward": ["for layer in self.layers", "layer.forward(x)"],
     "cycnn/model.py:@Sequential.backward": ["reversed(self.layers)", "layer.backward(dy)"],
     "cycnn/layers.py:@Conv2D.backward": ["conv2d_backward(dy, x"],
+    "cycnn/model.py:@Sequential.fit": ["self.forward(xb)", "loss_fn.forward(logits, yb)",
+                                       "self.backward(loss_fn.backward())", "optimizer.step("],
+    "cycnn/optim.py:@SGD._update": ["w -= self.lr * g"],
     "cycnn/reference.py:@conv2d_backward": [
         "dilate(dy, (sh, sw))", "rotate180(w)", "dxp[:, :, pt:pt + H, pl:pl + W]",
         "dy.sum(axis=(0, 2, 3))",
