@@ -154,7 +154,7 @@ def chromium(url: str, proxy_address: str, *mode: str) -> subprocess.CompletedPr
             "OptimizationHints,OptimizationGuideModelDownloading,Translate,MediaRouter",
             f"--user-data-dir={profile}",
             f"--proxy-server=http://{proxy_address}",
-            "--window-size=1300,900", "--virtual-time-budget=15000", *mode, url,
+            "--window-size=1300,1800", "--virtual-time-budget=15000", *mode, url,
         ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
