@@ -265,8 +265,17 @@ def _expected_outputs() -> dict[str, str]:
 #: examples must print them
 SEED_NUMBERS = {
     "index.md": ["[[0.044606 0.094061]\n [0.011262 0.068288]]"],
-    "conv-forward.md": ["28x28x6", "28\n"],
-    "conv-weight-gradient.md": ["[[0.044606 0.094061]\n [0.011262 0.068288]]"],
+    "conv-forward.md": [
+        "28x28x6", "28\n",
+        "[0.3 0.6 0.1]",                                   # the grey filter (seed 000)
+        "[[ 1.  2.  1.]\n [ 0.  0.  0.]\n [-1. -2. -1.]]",  # the edge filter (seed 000)
+    ],
+    "conv-weight-gradient.md": [
+        "(4, 4)",                                          # (H - k1 + 1) x (W - k2 + 1)
+        "[[0.044606 0.094061]\n [0.011262 0.068288]]",
+        "[[-0.152303",                                     # SGD step from w00 = -0.13
+        "[0.0836]",                                        # db = sum of the delta
+    ],
     "dense-softmax.md": [
         "[-0.340999  0.242433  0.098566]",          # dZ = Y_hat - Y, by the chain rule
         "[[0.044606 0.094061]\n [0.011262 0.068288]]",  # MSE delta -> the seed's dW
