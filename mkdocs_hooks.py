@@ -6,6 +6,9 @@ signature and whole body, without the docstring; ``@Class.method`` works too) be
 code as it is today, without line numbers that go stale when the file changes, and a
 renamed or deleted function fails the strict build.
 
+Sphinx roles in docstrings (``:func:`name```) become links on the API page (mkdocstrings
+would print them as text).
+
 Math is typeset offline: MathJax 3 comes from the PyPI package ``django-static-mathjax``
 (a ``docs`` extra), and this hook adds its single-file SVG build and licence to the
 site, so the pages never ask a CDN for it. The SVG output needs no web fonts.
@@ -122,3 +125,28 @@ def expand_includes(markdown: str, base: str = ".") -> str:
 def on_page_markdown(markdown, page, config, files):
     base = os.path.dirname(config["config_file_path"])
     return expand_includes(markdown, base)
+
+
+# ----------------------------------------------------------------------------- roles
+
+_ROLE = re.compile(r":(?:func|class|meth|mod|attr|exc|data|obj):<code>~?([\w.]+)</code>")
+
+
+def link_roles(html: str) -> str:
+    """Turn the Sphinx roles of NumPy-style docstrings (``:func:`name```), which
+    mkdocstrings leaves as text, into links to the entry on the same page when there is
+    one (``id="cycnn.name"``), and into plain code otherwise."""
+
+    def replace(match):
+        name = match.group(1)
+        short = name[len("cycnn."):] if name.startswith("cycnn.") else name
+        for target in (f"cycnn.{short}", name):
+            if f'id="{target}"' in html:
+                return f'<a href="#{target}"><code>{short}</code></a>'
+        return f"<code>{short}</code>"
+
+    return _ROLE.sub(replace, html)
+
+
+def on_page_content(html, page, config, files):
+    return link_roles(html)

@@ -302,3 +302,13 @@ def test_seed_numbers_are_printed_by_running_examples(page):
     wants = _expected_outputs()[page]
     missing = [s for s in SEED_NUMBERS[page] if s not in wants]
     assert not missing, f"{page}: no tested example prints {missing}"
+
+
+def test_sphinx_roles_in_docstrings_become_links():
+    hooks = _hooks()
+    html = ('<h3 id="cycnn.zero_pad">zero_pad</h3><p>See :func:<code>cycnn.zero_pad</code>, '
+            ':func:<code>dilate</code> and :class:<code>numpy.random.Generator</code>.</p>')
+    out = hooks.link_roles(html)
+    assert '<a href="#cycnn.zero_pad"><code>zero_pad</code></a>' in out
+    assert "<code>dilate</code>" in out and ":func:" not in out
+    assert "<code>numpy.random.Generator</code>" in out and ":class:" not in out
