@@ -13,7 +13,8 @@ median of several calls.
   offset ``(p, q)``, which handles overlapping windows; likewise
   ``aten.avg_pool2d_backward``.
 
-Ratios above 1 mean cycnn is slower than PyTorch.
+Ratios above 1 mean cycnn is slower than PyTorch. Both OpenMP runtimes run with
+``OMP_WAIT_POLICY=PASSIVE`` unless the environment says otherwise (see below).
 
 Usage::
 
@@ -26,6 +27,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+# cycnn's libgomp and the copy bundled with PyTorch keep separate thread pools whose idle
+# workers spin after each parallel region; on 2 cores the spinning pool steals the core
+# the other one needs, and 2-thread timings jumped to 8-24 ms (23 of 32 rows above 5 ms
+# in one run, 1 of 32 with this setting). Idle workers that sleep at once keep the
+# comparison about the loops. Must be set before either runtime loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
