@@ -150,3 +150,13 @@ def link_roles(html: str) -> str:
 
 def on_page_content(html, page, config, files):
     return link_roles(html)
+
+
+def on_config(config):
+    # pymdownx.snippets resolves base_path against the working directory; anchor it to
+    # the repository (the directory of mkdocs.yml) so a build from elsewhere works too
+    base = os.path.dirname(config["config_file_path"])
+    snippets = config["mdx_configs"].get("pymdownx.snippets")
+    if snippets is not None:
+        snippets["base_path"] = [os.path.join(base, p) for p in snippets.get("base_path", ["."])]
+    return config
