@@ -312,3 +312,14 @@ def test_sphinx_roles_in_docstrings_become_links():
     assert '<a href="#cycnn.zero_pad"><code>zero_pad</code></a>' in out
     assert "<code>dilate</code>" in out and ":func:" not in out
     assert "<code>numpy.random.Generator</code>" in out and ":class:" not in out
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md") if p.name != "api.md"))
+def test_page_has_the_parts_of_a_docs_page(page):
+    """STYLE.md's order: claim, equation, worked example, pitfall, "in the code", API link."""
+    text = (DOCS / page).read_text()
+    assert re.search(r"^\$\$", text, re.M), f"{page}: no displayed equation"
+    assert "```python\n>>>" in text, f"{page}: no worked example with prompts"
+    assert re.search(r'^\s*!!! warning "Pitfall', text, re.M), f"{page}: no pitfall admonition"
+    assert "--8<--" in text, f"{page}: no code included from the source"
+    assert "][cycnn." in text, f"{page}: no link into the API reference"
