@@ -87,6 +87,36 @@ __all__ += [
     "GradcheckError",
 ]
 # --- training (issue 4): layers, model, optimizers, datasets ---
+from .layers import (  # noqa: E402
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    MaxPool2D,
+    ReLU,
+    SoftmaxCrossEntropy,
+)
+from .model import CheckpointError, Sequential, load, load_checkpoint, lenet5  # noqa: E402
+from .optim import SGD, Adam  # noqa: E402
+from . import datasets  # noqa: E402
+
+__all__ += [
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "ReLU",
+    "Flatten",
+    "Dense",
+    "SoftmaxCrossEntropy",
+    "Sequential",
+    "lenet5",
+    "load",
+    "load_checkpoint",
+    "CheckpointError",
+    "SGD",
+    "Adam",
+    "datasets",
+]
 
 
 def build_info():
