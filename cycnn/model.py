@@ -330,9 +330,10 @@ class Sequential:
         seed : int, default 0
         initial_epoch : int, default 0
             Epoch to start from (to resume).
-        verbose : {0, 1}
-            1: a progress bar per epoch on stderr (one plain line per epoch when stderr
-            is not a terminal).
+        verbose : {0, 1, 2}
+            0: silent. 1: a progress bar per epoch on stderr (loss, accuracy, samples/s),
+            or one plain line per epoch when stderr is not a terminal. 2: one line per
+            epoch.
         loss : SoftmaxCrossEntropy, optional
         on_epoch_end : callable(epoch, history), optional
             Called after each completed epoch (e.g. to save a checkpoint).
@@ -466,6 +467,7 @@ class Sequential:
         directory = path.parent if str(path.parent) else Path(".")
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, **arrays)
                 fh.flush()
@@ -476,6 +478,12 @@ class Sequential:
                 os.unlink(tmp)
             raise
         return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # --------------------------------------------------------------------------- loading
@@ -654,7 +662,7 @@ class _Progress:
         self.bar = None
         self.desc = desc
         self.verbose = verbose
-        if verbose and sys.stderr.isatty():
+        if verbose == 1 and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit="sample", unit_scale=True,
