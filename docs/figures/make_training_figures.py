@@ -31,19 +31,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cycnn  # noqa: E402
-from cycnn.datasets import load_digits  # noqa: E402
-from cycnn.model import lenet5  # noqa: E402
-from cycnn.optim import SGD  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
 
 def train(epochs, lr, batch_size, seed):
-    (x_train, y_train), (x_test, y_test) = load_digits()
-    model = lenet5(seed=seed)
+    (x_train, y_train), (x_test, y_test) = cycnn.datasets.load_digits()
+    model = cycnn.lenet5(seed=seed)
     t0 = time.perf_counter()
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size,
-                        optimizer=SGD(lr=lr, momentum=0.9), validation_data=(x_test, y_test),
+                        optimizer=cycnn.SGD(lr=lr, momentum=0.9), validation_data=(x_test, y_test),
                         seed=seed, verbose=1)
     seconds = time.perf_counter() - t0
     return model, history, (x_test, y_test), seconds
