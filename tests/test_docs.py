@@ -323,3 +323,14 @@ def test_page_has_the_parts_of_a_docs_page(page):
     assert re.search(r'^\s*!!! warning "Pitfall', text, re.M), f"{page}: no pitfall admonition"
     assert "--8<--" in text, f"{page}: no code included from the source"
     assert "][cycnn." in text, f"{page}: no link into the API reference"
+
+
+def test_home_page_shows_the_readme_commands():
+    readme = (ROOT / "README.md").read_text()
+    home = (DOCS / "index.md").read_text()
+    commands = [line.strip() for line in readme.splitlines()
+                if line.strip().startswith("python3 -m venv") or
+                line.strip().startswith("python -m venv")]
+    assert len(commands) >= 2, "README.md should show the train and the test command"
+    missing = [c for c in commands if c not in home]
+    assert not missing, f"docs/index.md does not show these README commands: {missing}"
