@@ -1,0 +1,340 @@
+"""Sequential: training loop, predictions, summary, state_dict, checkpoints, bad input."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import cycnn
+from cycnn import (
+    SGD,
+    Adam,
+    CheckpointError,
+    Conv2D,
+    Dense,
+    Flatten,
+    MaxPool2D,
+    ReLU,
+    Sequential,
+    lenet5,
+    load,
+    load_checkpoint,
+)
+from cycnn.datasets import load_digits
+
+from conftest import torch_or_skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Train on one thread: with two, OpenMP's spinning workers can fight NumPy's
+    OpenBLAS workers (imported before cycnn here) and make these tiny runs crawl on a
+    busy machine. Thread counts are exercised in test_two_threads_reproducible."""
+    old = cycnn.get_num_threads()
+    cycnn.set_num_threads(1)
+    yield
+    cycnn.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+@pytest.fixture
+def small(digits):
+    (x, y), (xt, yt) = digits
+    return (x[:256], y[:256]), (xt[:128], yt[:128])
+
+
+def _tiny(seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return Sequential(Conv2D(1, 2, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2D(4), Flatten(),
+                      Dense(2 * 6 * 6, 10, rng=rng, dtype=dtype))
+
+
+# --------------------------------------------------------------------------- training
+
+def test_fit_learns_and_reports_history(small):
+    (x, y), (xt, yt) = small
+    model = lenet5(seed=0)
+    hist = model.fit(x, y, epochs=3, batch_size=32, optimizer=SGD(0.05, momentum=0.9),
+                     validation_data=(xt, yt), seed=0)
+    assert len(hist["loss"]) == len(hist["accuracy"]) == len(hist["val_accuracy"]) == 3
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist["accuracy"][-1] > hist["accuracy"][0] and hist["val_accuracy"][-1] > 0.3
+    assert hist.epochs_completed == 3 and not hist.interrupted
+    loss, acc = model.evaluate(xt, yt)
+    assert (loss, acc) == pytest.approx((hist["val_loss"][-1], hist["val_accuracy"][-1]))
+
+
+def test_float32_stays_float32_end_to_end(small):
+    (x, y), _ = small
+    model = lenet5(seed=0)
+    seen = []
+    for layer in model:
+        orig = layer.forward
+
+        def spy(a, orig=orig):
+            seen.append(a.dtype)
+            return orig(a)
+        layer.forward = spy
+    model.fit(x[:64], y[:64], epochs=1, batch_size=32, optimizer=Adam())
+    assert set(seen) == {np.dtype(np.float32)}
+    assert all(v.dtype == np.float32 for v in model.state_dict().values())
+    assert model.predict(x[:3]).dtype == np.float32
+
+
+def test_same_seed_and_threads_give_bit_identical_weights(small):
+    (x, y), _ = small
+    runs = []
+    for _ in range(2):
+        model = lenet5(seed=3)
+        model.fit(x, y, epochs=2, batch_size=32, optimizer=SGD(0.05, momentum=0.9), seed=5)
+        runs.append(model.state_dict())
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])
+    other = lenet5(seed=3)
+    other.fit(x, y, epochs=2, batch_size=32, optimizer=SGD(0.05, momentum=0.9), seed=6)
+    assert not np.array_equal(other.state_dict()["0.weight"], runs[0]["0.weight"])
+
+
+def test_two_threads_reproducible(small):
+    (x, y), _ = small
+    cycnn.set_num_threads(2)
+    runs = []
+    for _ in range(2):
+        model = _tiny(seed=3)
+        model.fit(x[:64], y[:64], epochs=1, batch_size=16, optimizer=SGD(0.05, momentum=0.9))
+        runs.append(model.state_dict())
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(small, tmp_path):
+    (x, y), _ = small
+    straight = lenet5(seed=1)
+    straight.fit(x, y, epochs=2, batch_size=64, optimizer=Adam(2e-3), seed=2)
+    first = lenet5(seed=1)
+    opt = Adam(2e-3)
+    first.fit(x, y, epochs=1, batch_size=64, optimizer=opt, seed=2)
+    first.save(tmp_path / "ck.npz", optimizer=opt, meta={"epochs_completed": 1})
+    model, opt2, meta = load_checkpoint(tmp_path / "ck.npz")
+    assert meta == {"epochs_completed": 1} and isinstance(opt2, Adam)
+    model.fit(x, y, epochs=2, batch_size=64, optimizer=opt2, seed=2, initial_epoch=1)
+    for k, v in straight.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[k], v)
+
+
+def test_predict_is_batched_and_leaves_no_activations(small):
+    (x, _), _ = small
+    model = lenet5(seed=0)
+    full = model.predict(x[:50], batch_size=50)
+    np.testing.assert_allclose(model.predict(x[:50], batch_size=7), full, rtol=1e-4, atol=1e-5)
+    assert full.shape == (50, 10)
+    assert all(getattr(layer, "_x", None) is None for layer in model)
+    assert all(layer.training for layer in model)  # mode restored
+
+
+def test_unshuffled_fit_visits_samples_in_order(small):
+    (x, y), _ = small
+    a, b = _tiny(), _tiny()
+    a.fit(x[:64], y[:64], epochs=1, batch_size=16, optimizer=SGD(0.1), shuffle=False)
+    opt = SGD(0.1)
+    loss = cycnn.SoftmaxCrossEntropy()
+    for s in range(0, 64, 16):
+        loss.forward(b.forward(x[s:s + 16]), y[s:s + 16])
+        b.backward(loss.backward())
+        opt.step(b._params(), b._grads())
+    for k, v in a.state_dict().items():
+        np.testing.assert_array_equal(v, b.state_dict()[k])
+
+
+# --------------------------------------------------------------------------- summary, state
+
+def test_summary_lists_layers_shapes_and_parameter_counts():
+    text = lenet5().summary()
+    assert "Conv2D(1, 6, kernel_size=5)" in text and "(6, 24, 24)" in text
+    assert "Dense(256, 120)" in text and "30,840" in text
+    assert "total parameters: 44,426" in text
+    assert "?" in _tiny().summary() and "(2, 24, 24)" in _tiny().summary((1, 28, 28))
+
+
+def test_state_dict_names_follow_torch_sequential():
+    sd = lenet5().state_dict()
+    assert {k: v.shape for k, v in sd.items()} == {
+        "0.weight": (6, 1, 5, 5), "0.bias": (6,), "3.weight": (16, 6, 5, 5), "3.bias": (16,),
+        "7.weight": (120, 256), "7.bias": (120,), "9.weight": (84, 120), "9.bias": (84,),
+        "11.weight": (10, 84), "11.bias": (10,)}
+
+
+def test_load_state_dict_checks_names_and_shapes():
+    model = lenet5()
+    sd = model.state_dict()
+    bad = dict(sd, **{"7.weight": np.zeros((256, 120))})
+    with pytest.raises(ValueError, match=r"7.weight has shape \(256, 120\).*\(120, 256\)"):
+        model.load_state_dict(bad)
+    with pytest.raises(ValueError, match="missing.*'11.bias'"):
+        model.load_state_dict({k: v for k, v in sd.items() if k != "11.bias"})
+    with pytest.raises(ValueError, match="unexpected.*'12.weight'"):
+        model.load_state_dict(dict(sd, **{"12.weight": np.zeros(3)}))
+    before = model.state_dict()["0.weight"].copy()
+    np.testing.assert_array_equal(model.state_dict()["0.weight"], before)  # untouched
+
+
+def test_state_dict_moves_to_torch_and_back(digits):
+    torch = torch_or_skip()
+    from torch import nn
+
+    (x, _), _ = digits
+    ours = lenet5(seed=4, dtype=np.float64)
+    theirs = nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84),
+        nn.ReLU(), nn.Linear(84, 10)).double()
+    # cycnn -> torch
+    tsd = theirs.state_dict()
+    assert {k: tuple(v.shape) for k, v in tsd.items()} == \
+        {k: v.shape for k, v in ours.state_dict().items()}
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    xb = x[:16].astype(np.float64)
+    with torch.no_grad():
+        np.testing.assert_allclose(ours.predict(xb), theirs(torch.from_numpy(xb)).numpy(),
+                                   rtol=1e-10, atol=1e-12)
+    # torch -> cycnn, a fresh torch init, given as torch tensors directly
+    torch.manual_seed(0)
+    fresh = cycnn.model.to_torch(ours)
+    for m in fresh:
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    ours.load_state_dict(fresh.state_dict())
+    with torch.no_grad():
+        np.testing.assert_allclose(ours.predict(xb), fresh(torch.from_numpy(xb)).numpy(),
+                                   rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def test_save_and_load_round_trip(tmp_path, small):
+    (x, _), _ = small
+    model = lenet5(seed=2)
+    path = model.save(tmp_path / "m.npz")
+    again = load(path)
+    assert repr(again) == repr(model) and again.input_shape == (1, 28, 28)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(again.state_dict()[k], v)
+    np.testing.assert_array_equal(again.predict(x[:4]), model.predict(x[:4]))
+    with np.load(path, allow_pickle=False) as f:  # no pickle anywhere
+        header = json.loads(str(f["__cycnn__"]))
+    assert header["layers"][0] == {"type": "Conv2D", "in_channels": 1, "out_channels": 6,
+                                   "kernel_size": [5, 5], "stride": [1, 1], "padding": [0, 0]}
+    assert load(path).dtype == np.float32
+    m64 = lenet5(dtype=np.float64)
+    assert load(m64.save(tmp_path / "m64.npz")).dtype == np.float64
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    lenet5(seed=0).save(path)
+    good = path.read_bytes()
+
+    def crash(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        lenet5(seed=1).save(path)
+    assert path.read_bytes() == good  # the old checkpoint survives
+    assert os.listdir(tmp_path) == ["m.npz"]  # and no temporary file is left behind
+
+
+def test_truncated_checkpoint_is_reported(tmp_path):
+    path = lenet5().save(tmp_path / "m.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"m\.npz.*truncated or corrupt"):
+        load(path)
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path):
+    path = lenet5().save(tmp_path / "m.npz")
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("7.weight.npy")
+    mid = info.header_offset + 200 + info.compress_size // 2  # inside the array data
+    data[mid] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"m\.npz.*corrupt"):
+        load(path)
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match=r"m\.npz"):
+        load(path)
+
+
+def test_mismatched_checkpoint_is_reported(tmp_path):
+    path = lenet5().save(tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["7.weight"] = np.zeros((120, 400), np.float32)  # as if built for 32x32 inputs
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(CheckpointError, match=r"bad\.npz.*7.weight.*\(120, 400\)"):
+        load(tmp_path / "bad.npz")
+    del arrays["7.weight"]
+    np.savez(tmp_path / "missing.npz", **arrays)
+    with pytest.raises(CheckpointError, match=r"missing\.npz.*missing.*7.weight"):
+        load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "plain.npz", w=np.zeros(3))
+    with pytest.raises(CheckpointError, match=r"plain\.npz.*not a cycnn checkpoint"):
+        load(tmp_path / "plain.npz")
+    with pytest.raises(FileNotFoundError, match="nope.npz"):
+        load(tmp_path / "nope.npz")
+
+
+# --------------------------------------------------------------------------- bad input
+
+def test_labels_and_images_of_different_lengths(small):
+    (x, y), _ = small
+    with pytest.raises(ValueError, match="256 samples but y has 255 labels"):
+        lenet5().fit(x, y[:-1], epochs=1, batch_size=32, optimizer=SGD(0.1))
+    with pytest.raises(ValueError, match="same length"):
+        lenet5().evaluate(x[:10], y[:9])
+
+
+def test_wrong_image_shape_names_the_layer_and_both_shapes():
+    model = lenet5()
+    with pytest.raises(ValueError) as e:
+        model.predict(np.zeros((2, 3, 28, 28), np.float32))
+    msg = str(e.value)
+    assert "first layer Conv2D(1, 6, kernel_size=5)" in msg
+    assert "(3, 28, 28)" in msg and "C=1" in msg
+    with pytest.raises(ValueError, match=r"layer 7 Dense\(256, 120\).*\(784,\).*\(1, 40, 40\)"):
+        model.fit(np.zeros((4, 1, 40, 40), np.float32), np.zeros(4, int), epochs=1,
+                  batch_size=2, optimizer=SGD(0.1))
+    with pytest.raises(ValueError, match=r"first layer.*\(28, 28\)"):
+        model.predict(np.zeros((2, 28, 28), np.float32))
+
+
+def test_bad_batch_size_epochs_optimizer_and_labels(small):
+    (x, y), _ = small
+    model = lenet5()
+    for bs in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+            model.fit(x, y, epochs=1, batch_size=bs, optimizer=SGD(0.1))
+    with pytest.raises(ValueError, match="epochs"):
+        model.fit(x, y, epochs=0, batch_size=8, optimizer=SGD(0.1))
+    with pytest.raises(TypeError, match="optimizer"):
+        model.fit(x, y, epochs=1, batch_size=8, optimizer=None)
+    with pytest.raises(TypeError, match="integer class indices"):
+        model.fit(x, y.astype(float), epochs=1, batch_size=8, optimizer=SGD(0.1))
+    with pytest.raises(ValueError, match=r"\[0, 10\).*found 10"):
+        model.fit(x, np.where(y == 3, 10, y), epochs=1, batch_size=8, optimizer=SGD(0.1))
+    with pytest.raises(ValueError, match="learning rate"):
+        SGD(lr=0)
+
+
+def test_sequential_refuses_non_layers():
+    with pytest.raises(TypeError, match="item 1"):
+        Sequential(ReLU(), "dense")
+    with pytest.raises(ValueError, match="at least one"):
+        Sequential()
