@@ -40,7 +40,7 @@ from .layers import (
 from .optim import Optimizer, get_optimizer
 
 __all__ = ["Sequential", "History", "Checkpoint", "CheckpointError", "load",
-           "load_checkpoint", "lenet5", "to_torch"]
+           "load_checkpoint", "lenet5", "to_torch", "epoch_order"]
 
 #: Format tag and version written into every checkpoint.
 FORMAT = "cycnn-checkpoint"
@@ -374,7 +374,7 @@ class Sequential:
         with stop:
             for epoch in range(int(initial_epoch), int(epochs)):
                 self.train()
-                order = np.random.default_rng([seed, epoch]).permutation(N) if shuffle else None
+                order = epoch_order(N, seed, epoch) if shuffle else None
                 bar = _Progress(verbose, N, f"epoch {epoch + 1}/{epochs}")
                 t0 = time.perf_counter()
                 total_loss, correct, seen = 0.0, 0, 0
@@ -571,6 +571,12 @@ def load(path) -> Sequential:
 
 
 # --------------------------------------------------------------------------- helpers
+
+def epoch_order(n, seed, epoch):
+    """The order in which :meth:`Sequential.fit` visits ``n`` samples in ``epoch``
+    (with ``shuffle=True``): ``np.random.default_rng([seed, epoch]).permutation(n)``."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
 
 def lenet5(seed=0, dtype=np.float32, pool="max"):
     """A LeNet-5-style network for 1x28x28 images and 10 classes.
