@@ -1,0 +1,160 @@
+"""Training speed and memory: cycnn vs PyTorch, seconds per epoch of LeNet-5.
+
+    python benchmarks/bench_train.py                # 1 and 2 threads, one timed epoch
+    python benchmarks/bench_train.py --threads 2 --epochs 2
+
+Same network (conv 1->6 5x5, ReLU, max-pool 2, conv 6->16 5x5, ReLU, max-pool 2, flatten,
+dense 256->120->84->10), same initial weights (cycnn's, copied into PyTorch through
+``state_dict``), same batch order (``cycnn.model.epoch_order``), float32, SGD (lr 0.01,
+momentum 0.9), batch 64, on the full Fashion-MNIST training set (60,000 images) when
+``/usr/share/datasets/fashion-mnist`` exists, else on the 4,000 bundled digits.
+
+Every (library, threads) pair runs in its own child process, so the peak resident
+memory (``resource.getrusage(...).ru_maxrss``) is that run's alone; each child first
+warms up on a few batches (fresh arrays page-fault on first touch) and then times whole
+epochs. PyTorch runs the textbook loop (``zero_grad``, forward, ``cross_entropy``,
+``backward``, ``step``). Both libraries' idle threads wait passively
+(``OMP_WAIT_POLICY=PASSIVE`` and ``OPENBLAS_THREAD_TIMEOUT=4`` unless already set): with
+busy-waiting pools the 2-thread rows measure the pools fighting for two cores.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+BATCH, LR, MOMENTUM, SEED = 64, 0.01, 0.9, 0
+
+
+def _rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _data(name):
+    from cycnn import datasets
+
+    if name == "auto":
+        name = "fashion-mnist" if datasets.FASHION_MNIST_DIR.is_dir() else "digits"
+    return name, datasets.load(name)
+
+
+def child(lib, threads, epochs, dataset):
+    """One run; prints a JSON line with seconds per epoch, loss, accuracy and memory."""
+    import numpy as np
+
+    import cycnn
+    from cycnn.model import epoch_order, lenet5, to_torch
+
+    name, ((x, y), (xt, yt)) = _data(dataset)
+    cycnn.set_num_threads(threads)
+    rss_data = _rss_mb()
+    model = lenet5(SEED)
+    warm = slice(0, 10 * BATCH)
+    times, losses = [], []
+    if lib == "cycnn":
+        lenet5(SEED + 1).fit(x[warm], y[warm], epochs=1, batch_size=BATCH,
+                             optimizer=cycnn.SGD(LR, momentum=MOMENTUM))
+        opt = cycnn.SGD(LR, momentum=MOMENTUM)
+        for e in range(epochs):
+            t0 = time.perf_counter()
+            h = model.fit(x, y, epochs=e + 1, initial_epoch=e, batch_size=BATCH,
+                          optimizer=opt, seed=SEED)
+            times.append(time.perf_counter() - t0)
+            losses.append(h["loss"][0])
+        acc = model.evaluate(xt, yt)[1]
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
+        F = torch.nn.functional
+        X, Y = torch.from_numpy(x), torch.from_numpy(y)
+
+        def run(tm, opt, order):
+            total = 0.0
+            for s in range(0, len(order), BATCH):
+                idx = torch.from_numpy(order[s:s + BATCH])
+                opt.zero_grad()
+                loss = F.cross_entropy(tm(X[idx]), Y[idx])
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            return total / len(order)
+
+        w = to_torch(lenet5(SEED + 1))
+        run(w, torch.optim.SGD(w.parameters(), LR, MOMENTUM), np.arange(warm.stop))
+        tm = to_torch(model)
+        opt = torch.optim.SGD(tm.parameters(), LR, MOMENTUM)
+        for e in range(epochs):
+            t0 = time.perf_counter()
+            losses.append(run(tm, opt, epoch_order(len(x), SEED, e)))
+            times.append(time.perf_counter() - t0)
+        with torch.no_grad():
+            acc = float((tm(torch.from_numpy(xt)).argmax(1).numpy() == yt).mean())
+    print(json.dumps({"lib": lib, "threads": threads, "dataset": name, "n": len(x),
+                      "seconds": times, "loss": losses, "test_accuracy": acc,
+                      "rss_data_mb": rss_data, "rss_peak_mb": _rss_mb()}))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--epochs", type=int, default=1, help="timed epochs per run")
+    ap.add_argument("--dataset", choices=("auto", "digits", "fashion-mnist"), default="auto")
+    ap.add_argument("--libs", nargs="+", default=["cycnn", "torch"])
+    ap.add_argument("--child", nargs=2, metavar=("LIB", "THREADS"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        return child(args.child[0], int(args.child[1]), args.epochs, args.dataset)
+
+    results = {}  # children first: a forked child starts with its parent's peak RSS
+    for nt in args.threads:
+        for lib in args.libs:
+            r = subprocess.run([sys.executable, __file__, "--child", lib, str(nt),
+                                "--epochs", str(args.epochs), "--dataset", args.dataset],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"{lib} on {nt} thread(s) failed:\n{r.stderr}", file=sys.stderr)
+                continue
+            results[lib, nt] = json.loads(r.stdout.strip().splitlines()[-1])
+    if not results:
+        return 1
+    from _bench import header, print_table
+
+    print(header())
+    any_r = next(iter(results.values()))
+    print(f"LeNet-5, {any_r['dataset']} ({any_r['n']:,} training images), float32, SGD "
+          f"lr {LR} momentum {MOMENTUM}, batch {BATCH}, {args.epochs} timed epoch(s); "
+          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
+    rows = []
+    for nt in args.threads:
+        for lib in args.libs:
+            r = results.get((lib, nt))
+            if r is None:
+                continue
+            s = sorted(r["seconds"])[len(r["seconds"]) // 2]
+            other = results.get(("torch", nt))
+            ratio = "-" if other is None or lib == "torch" else \
+                f"{s / sorted(other['seconds'])[len(other['seconds']) // 2]:.2f}"
+            rows.append([lib, nt, f"{s:.2f}", f"{r['n'] / s:,.0f}", ratio,
+                         f"{r['loss'][-1]:.4f}", f"{100 * r['test_accuracy']:.2f}",
+                         f"{r['rss_data_mb']:.0f}", f"{r['rss_peak_mb']:.0f}"])
+    print_table(["library", "threads", "s/epoch", "samples/s", "cycnn/torch",
+                 "epoch loss", "test acc %", "RSS after data (MB)", "peak RSS (MB)"], rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
