@@ -116,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate (default: 0.01 for sgd, 0.001 for adam)")
     t.add_argument("--momentum", type=float, default=DEFAULTS["momentum"],
                    help=f"SGD momentum in [0, 1) (default: {DEFAULTS['momentum']})")
-    t.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="floating-point type of weights and data (default: float32)")
+    t.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="floating-point type of weights and data (default: float32, or "
+                        "the checkpoint's with --resume)")
     t.add_argument("--seed", type=_nonneg_int("--seed"), default=DEFAULTS["seed"],
                    help="seed of the initial weights and the batch order; the same seed "
                         "and --threads give bit-identical weights (default: 0)")
@@ -158,7 +159,6 @@ def _train(args) -> int:
     out = sys.stdout
     if args.threads is not None:
         set_num_threads(args.threads)
-    dtype = np.dtype(args.dtype)
     save = None if args.no_save else (args.save or Path(f"cycnn-{args.dataset}.npz"))
     if save is not None and not (save.parent if str(save.parent) else Path(".")).is_dir():
         raise _UsageError(f"cannot save to {save}: directory {save.parent} does not exist")
@@ -169,7 +169,11 @@ def _train(args) -> int:
             model, optimizer, meta = load_checkpoint(args.resume)
         except (FileNotFoundError, CheckpointError) as e:
             raise _UsageError(str(e)) from None
-        model.astype(dtype)
+        dtype = np.dtype(args.dtype or model.dtype)
+        if dtype != model.dtype:
+            model.astype(dtype)
+            if optimizer is not None:
+                optimizer.astype(dtype)
         if meta.get("dataset") not in (None, args.dataset):
             raise _UsageError(f"{args.resume} was trained on {meta['dataset']!r}; pass "
                               f"--dataset {meta['dataset']}")
@@ -182,6 +186,7 @@ def _train(args) -> int:
         # numbers the checkpoint knows win over defaults, so a plain --resume continues
         args.seed = meta.get("seed", args.seed)
     else:
+        dtype = np.dtype(args.dtype or "float32")
         model, optimizer = lenet5(args.seed, dtype), None
     if optimizer is None:
         kind = args.optimizer or DEFAULTS["optimizer"]

@@ -64,6 +64,12 @@ class Optimizer:
         self.state.clear()
         self.steps.clear()
 
+    def astype(self, dtype) -> None:
+        """Convert the state arrays to ``dtype`` (after converting the parameters)."""
+        for st in self.state.values():
+            for k, v in st.items():
+                st[k] = v.astype(dtype)
+
     # ---- saving
     def config(self) -> dict:
         """Hyperparameters as a JSON-serialisable dict (with ``"type"``)."""
