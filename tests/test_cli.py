@@ -139,3 +139,16 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert f"checkpoint saved to {path}" in out and "--resume" in out
     assert cycnn.load_checkpoint(path).meta["epochs_completed"] >= 1
     assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]  # no temporary left over
+
+
+def test_default_run_reaches_96_percent(tmp_path):
+    """The acceptance run: `cycnn train` with every default (15 epochs of the bundled
+    digits, seed 0, all cores). About 5 s on two idle cores; 97.3 % there, 97.5 % on one."""
+    r = subprocess.run([sys.executable, "-m", "cycnn", "train"], capture_output=True,
+                       text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    line = next(s for s in r.stdout.splitlines() if s.startswith("test accuracy"))
+    acc = float(line.split()[2].rstrip("%"))
+    assert acc >= 96.0, r.stdout
+    assert (tmp_path / "cycnn-digits.npz").is_file()
+    assert f"weights saved to cycnn-digits.npz" in r.stdout
