@@ -211,8 +211,8 @@ class Conv2D(Layer):
                              f"got {tuple(shape)}")
         C, H, W = shape
         if C != self.in_channels:
-            raise ValueError(f"expects C={self.in_channels} input channels, got {C} "
-                             f"(per-sample shape {tuple(shape)})")
+            raise ValueError(f"expects per-sample input ({self.in_channels}, H, W) "
+                             f"(C={self.in_channels} input channels), got {tuple(shape)}")
         (pt, pb), (pl, pr) = self._pads
         KH, KW = self.kernel_size
         if KH > H + pt + pb or KW > W + pl + pr:

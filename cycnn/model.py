@@ -209,7 +209,10 @@ class Sequential:
         arrays = {}
         for k, w in params.items():
             if k in state_dict:
-                a = np.asarray(state_dict[k])
+                v = state_dict[k]
+                if hasattr(v, "detach"):  # a torch tensor, possibly requiring grad
+                    v = v.detach().cpu().numpy()
+                a = np.asarray(v)
                 if a.shape != w.shape:
                     problems.append(f"{k} has shape {a.shape} but the model needs {w.shape}")
                 elif a.dtype.kind not in "biuf":

@@ -129,7 +129,7 @@ def test_eval_mode_keeps_nothing_and_backward_then_fails(rng):
 
 
 def test_output_shape_errors_name_the_problem():
-    with pytest.raises(ValueError, match="C=1 input channels, got 3"):
+    with pytest.raises(ValueError, match=r"\(1, H, W\) \(C=1 input channels\), got \(3, 28, 28\)"):
         Conv2D(1, 6, 5).output_shape((3, 28, 28))
     with pytest.raises(ValueError, match="larger than the padded input"):
         Conv2D(1, 6, 5).output_shape((1, 4, 4))
