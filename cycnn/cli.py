@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="directory with the IDX files (default for fashion-mnist: "
                         f"{datasets.FASHION_MNIST_DIR} when present)")
+    t.add_argument("--download", action="store_true",
+                   help="fetch missing mnist/fashion-mnist files into --data-dir (default: "
+                        "~/.cache/cycnn/<dataset>, or $CYCNN_DATA) and check their MD5 sums")
     t.add_argument("--epochs", type=_positive_int("--epochs"), default=None,
                    help=f"train until this many epochs are done (default: "
                         f"{DEFAULTS['epochs']})")
@@ -144,15 +147,15 @@ def _load_data(args, dtype):
             raise _UsageError("--data-dir is only for --dataset mnist or fashion-mnist "
                               "(the digits are bundled)")
         return datasets.load_digits(dtype)
-    if args.data_dir is not None and not args.data_dir.is_dir():
+    if args.data_dir is not None and not args.data_dir.is_dir() and not args.download:
         raise _UsageError(f"data directory {args.data_dir} does not exist")
-    if name == "mnist" and args.data_dir is None:
+    if name == "mnist" and args.data_dir is None and not args.download:
         raise _UsageError("--dataset mnist needs --data-dir DIR holding the four MNIST "
-                          "IDX files (train-images-idx3-ubyte.gz, ...)")
+                          "IDX files (train-images-idx3-ubyte.gz, ...), or --download")
     try:
-        return datasets.load(name, args.data_dir, dtype)
-    except (FileNotFoundError, ValueError) as e:
-        raise _UsageError(str(e)) from None
+        return datasets.load(name, args.data_dir, dtype, download=args.download)
+    except (FileNotFoundError, ValueError, OSError) as e:  # OSError: a failed download
+        raise _UsageError(str(e).replace("pass download=True", "pass --download")) from None
 
 
 def _train(args) -> int:

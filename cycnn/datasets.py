@@ -216,8 +216,11 @@ def _download(url: str, dest: Path, md5: str) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-            shutil.copyfileobj(resp, out)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+                shutil.copyfileobj(resp, out)
+        except OSError as e:  # URLError, timeouts, refused connections
+            raise OSError(f"download of {url} failed: {getattr(e, 'reason', e)}") from e
         got = _md5(Path(tmp))
         if got != md5:
             raise ValueError(

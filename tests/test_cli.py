@@ -152,3 +152,20 @@ def test_default_run_reaches_96_percent(tmp_path):
     assert acc >= 96.0, r.stdout
     assert (tmp_path / "cycnn-digits.npz").is_file()
     assert f"weights saved to cycnn-digits.npz" in r.stdout
+
+
+def test_download_into_data_dir_from_local_files(tmp_path, monkeypatch, capsys):
+    import hashlib
+
+    from cycnn import datasets
+    from test_datasets import _write_set
+
+    server = tmp_path / "server"
+    _write_set(server, n_train=40, n_test=10)
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in server.iterdir()}
+    monkeypatch.setitem(datasets.SOURCES, "mnist", {"url": server.as_uri() + "/", "md5": md5})
+    cache = tmp_path / "cache"
+    assert main(["train", *FAST, "--dataset", "mnist", "--download", "--data-dir",
+                 str(cache), "--batch-size", "8", "--no-save"]) == 0
+    assert "40 training / 10 test" in capsys.readouterr().out
+    assert sorted(p.name for p in cache.iterdir()) == sorted(md5)

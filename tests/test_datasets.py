@@ -150,3 +150,8 @@ def test_download_verifies_checksums_with_local_files(tmp_path, monkeypatch):
         load_mnist(tmp_path / "fresh", download=True)
     assert not (tmp_path / "fresh" / "train-images-idx3-ubyte.gz").exists()
     assert [p for p in (tmp_path / "fresh").iterdir() if p.name.endswith(".part")] == []
+    # an unreachable source names the URL
+    monkeypatch.setitem(datasets.SOURCES, "mnist",
+                        {"url": (tmp_path / "no-server").as_uri() + "/", "md5": md5})
+    with pytest.raises(OSError, match=r"download of file://.*no-server/.*failed"):
+        load_mnist(tmp_path / "fresh2", download=True)
