@@ -423,6 +423,8 @@ class Sequential:
                 if stop.requested:
                     history.interrupted = True
                     break
+        for layer in self.layers:  # drop the last batch's activations: nothing needs them
+            layer._forget()
         return history
 
     # ---------------------------------------------------------------- summary

@@ -66,6 +66,7 @@ def test_fit_learns_and_reports_history(small):
     assert hist["loss"][-1] < hist["loss"][0]
     assert hist["accuracy"][-1] > hist["accuracy"][0] and hist["val_accuracy"][-1] > 0.3
     assert hist.epochs_completed == 3 and not hist.interrupted
+    assert all(getattr(layer, "_x", None) is None for layer in model)  # no activations kept
     loss, acc = model.evaluate(xt, yt)
     assert (loss, acc) == pytest.approx((hist["val_loss"][-1], hist["val_accuracy"][-1]))
 
