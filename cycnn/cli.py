@@ -205,7 +205,8 @@ def _train(args) -> int:
                           f"{start} to train further")
 
     (x_train, y_train), (x_test, y_test) = _load_data(args, dtype)
-    print(f"cycnn {__version__}: LeNet-5 ({model.num_params:,} parameters, {dtype}) on "
+    name = "LeNet-5" if args.resume is None else f"model of {args.resume}"
+    print(f"cycnn {__version__}: {name} ({model.num_params:,} parameters, {dtype}) on "
           f"{args.dataset}: {len(x_train):,} training / {len(x_test):,} test images", file=out)
     print(f"{optimizer!r}, batch {args.batch_size}, epochs {start + 1}-{epochs}, "
           f"{get_num_threads()} thread(s), seed {args.seed}"
