@@ -369,6 +369,8 @@ class Sequential:
             yv = _as_labels(func + " (validation_data)", validation_data[1], xv.shape[0], K)
         loss_fn = loss or SoftmaxCrossEntropy()
         N = x.shape[0]
+        if N == 0:
+            raise ValueError(f"{func}: x holds no samples (x.shape={x.shape})")
         params = self._params()
         history = History()
         history.epochs_completed = int(initial_epoch)

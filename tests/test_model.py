@@ -330,6 +330,8 @@ def test_bad_batch_size_epochs_optimizer_and_labels(small):
         model.fit(x, y.astype(float), epochs=1, batch_size=8, optimizer=SGD(0.1))
     with pytest.raises(ValueError, match=r"\[0, 10\).*found 10"):
         model.fit(x, np.where(y == 3, 10, y), epochs=1, batch_size=8, optimizer=SGD(0.1))
+    with pytest.raises(ValueError, match="no samples"):
+        model.fit(x[:0], y[:0], epochs=1, batch_size=8, optimizer=SGD(0.1))
     with pytest.raises(ValueError, match="learning rate"):
         SGD(lr=0)
 
