@@ -6,10 +6,13 @@ Layout is NCHW, weights are ``(F, C, KH, KW)`` and biases ``(F,)``, as in PyTorc
 import os as _os
 import sys as _sys
 
+# Thread pools that busy-wait steal the cores from each other: cycnn's OpenMP loops and
+# NumPy's OpenBLAS take turns many times per training step, and on two cores a spinning
+# pool made 2-thread training up to 100x slower. Ask both to sleep when idle. Each
+# setting takes effect only if its library has not loaded yet (OpenMP loads with
+# cycnn's kernels just below, unless PyTorch loaded it first); the user's own values win.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if "numpy" not in _sys.modules:
-    # OpenBLAS worker threads spin for a while after each call and would steal the cores
-    # from the OpenMP loops that follow; ask them to sleep almost at once. This only
-    # works before NumPy is first imported (the user's own setting wins).
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from ._dispatch import chosen as _chosen_kernels

@@ -27,7 +27,10 @@ def float_dtype(*arrays) -> np.dtype:
 
 def as_array(func: str, name: str, a) -> np.ndarray:
     """``a`` as an ndarray, or a TypeError if it does not hold real numbers."""
-    arr = np.asarray(a)
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as err:  # ragged nested lists and the like
+        raise ValueError(f"{func}: {name} is not a rectangular array of numbers ({err})") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{func}: {name} must hold real numbers, got dtype {arr.dtype}"

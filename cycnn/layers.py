@@ -195,9 +195,12 @@ class Conv2D(Layer):
         self._x = x if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx=True):
+        """Gradients of the weight and bias into ``grads``; returns dx (None if not
+        ``need_dx``: a first layer has nobody to pass it to)."""
         x = self._need(self._x)
-        dx, dw, db = conv2d_backward(dy, x, self.params["weight"], self.stride, self._pads)
+        dx, dw, db = conv2d_backward(dy, x, self.params["weight"], self.stride, self._pads,
+                                     need_dx=need_dx)
         self.grads["weight"] = dw
         self.grads["bias"] = db
         return dx

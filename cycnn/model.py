@@ -272,10 +272,18 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
+    def backward(self, dy, input_grad=True):
+        """Run ``backward`` through the layers in reverse; returns dL/dx of the input.
+
+        ``input_grad=False`` lets a first ``Conv2D`` skip that gradient (``fit`` does
+        this: nothing below the first layer needs it) and returns None.
+        """
+        for layer in reversed(self.layers[1:]):
             dy = layer.backward(dy)
-        return dy
+        first = self.layers[0]
+        if not input_grad and isinstance(first, Conv2D):
+            return first.backward(dy, need_dx=False)
+        return first.backward(dy)
 
     def predict(self, x, batch_size=256):
         """Network outputs (logits) for ``x``, computed in eval mode in batches.
@@ -394,7 +402,7 @@ class Sequential:
                     logits = self.forward(xb)
                     batch_loss = loss_fn.forward(logits, yb)
                     correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
-                    self.backward(loss_fn.backward())
+                    self.backward(loss_fn.backward(), input_grad=False)
                     optimizer.step(params, self._grads())
                     total_loss += batch_loss * nb
                     seen += nb

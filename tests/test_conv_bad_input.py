@@ -254,10 +254,6 @@ def test_nested_lists_are_fine():
     np.testing.assert_array_equal(y, cycnn.conv2d_forward(X, W, B))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cycnn/_validate.py as_array: a ragged nested list raises NumPy's own ValueError "
-    "('setting an array element with a sequence...'), naming neither the function nor "
-    "the argument"))
 def test_ragged_list():
     with raises((TypeError, ValueError), "conv2d_forward", r"x "):
         cycnn.conv2d_forward([[[[1.0]], [[1.0, 2.0]]]], W)

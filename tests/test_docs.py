@@ -145,10 +145,10 @@ INCLUDES = {
     "cycnn/_dispatch.py:@load": ["_want_avx2()", "import_module"],
     "cycnn/_conv.pyx:@im2col": ["prange(C * KH * KW", "cols[r, k + j]"],
     "cycnn/model.py:@Sequential.forward": ["for layer in self.layers", "layer.forward(x)"],
-    "cycnn/model.py:@Sequential.backward": ["reversed(self.layers)", "layer.backward(dy)"],
+    "cycnn/model.py:@Sequential.backward": ["reversed(self.layers[1:])", "layer.backward(dy)"],
     "cycnn/layers.py:@Conv2D.backward": ["conv2d_backward(dy, x"],
     "cycnn/model.py:@Sequential.fit": ["self.forward(xb)", "loss_fn.forward(logits, yb)",
-                                       "self.backward(loss_fn.backward())", "optimizer.step("],
+                                       "self.backward(loss_fn.backward(), input_grad=False)", "optimizer.step("],
     "cycnn/optim.py:@SGD._update": ["w -= self.lr * g"],
     "cycnn/reference.py:@conv2d_backward": [
         "dilate(dy, (sh, sw))", "rotate180(w)", "dxp[:, :, pt:pt + H, pl:pl + W]",
