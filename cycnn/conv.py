@@ -472,6 +472,16 @@ def _choose(func, algorithm, wshape, yshape):
     return "im2col" if F >= 3 else "direct"
 
 
+#: below this many elements a copy loop runs on one thread: waking a second, sleeping
+#: OpenMP thread costs ~70 us here, as long as copying a million floats on one core.
+PARALLEL_MIN_ELEMENTS = 1 << 20
+
+
+def _threads_for(elements, nt):
+    """``nt`` threads for a loop over ``elements`` elements, or 1 if it is too short."""
+    return nt if elements >= PARALLEL_MIN_ELEMENTS else 1
+
+
 def _chunks(N, rows, P):
     """Split the batch so that a (rows, chunk*P) column buffer stays bounded."""
     step = max(1, min(N, IM2COL_MAX_ELEMENTS // max(1, rows * P)))
@@ -490,10 +500,10 @@ def _forward_im2col(xp, w, b, y, sh, sw, nt):
     for n0, n1 in spans:
         nb = n1 - n0
         cols = buf[: K * nb * P].reshape(K, nb * P)
-        _conv.im2col(xp[n0:n1], cols, KH, KW, OH, OW, sh, sw, nt)
+        _conv.im2col(xp[n0:n1], cols, KH, KW, OH, OW, sh, sw, _threads_for(cols.size, nt))
         yt = out[: F * nb * P].reshape(F, nb * P)
         np.matmul(w2, cols, out=yt)
-        _conv.bias_transpose(yt, b, y[n0:n1].reshape(nb, F, P), nt)
+        _conv.bias_transpose(yt, b, y[n0:n1].reshape(nb, F, P), _threads_for(yt.size, nt))
 
 
 def _backward_im2col(dy, xp, w, dxp, sh, sw, nt):
@@ -514,14 +524,15 @@ def _backward_im2col(dy, xp, w, dxp, sh, sw, nt):
     for n0, n1 in spans:
         nb = n1 - n0
         cols = buf[: K * nb * P].reshape(K, nb * P)
-        _conv.im2col(xp[n0:n1], cols, KH, KW, OH, OW, sh, sw, nt)
+        _conv.im2col(xp[n0:n1], cols, KH, KW, OH, OW, sh, sw, _threads_for(cols.size, nt))
         dyt = tbuf[: F * nb * P].reshape(F, nb * P)
-        _conv.transpose_nf(dy[n0:n1].reshape(nb, F, P), dyt, nt)
+        _conv.transpose_nf(dy[n0:n1].reshape(nb, F, P), dyt, _threads_for(dyt.size, nt))
         np.matmul(dyt, cols.T, out=part)
         if part is not dw:
             dw += part
         if dxp is not None:
             dcols = dbuf[: K * nb * P].reshape(K, nb * P)
             np.matmul(w2.T, dyt, out=dcols)
-            _conv.col2im(dcols, dxp[n0:n1], KH, KW, OH, OW, sh, sw, nt)
+            _conv.col2im(dcols, dxp[n0:n1], KH, KW, OH, OW, sh, sw,
+                         _threads_for(dcols.size, nt))
     return dw.reshape(w.shape)

@@ -147,6 +147,16 @@ def _check_cache(func, dy, cache, kind):
 
 # --------------------------------------------------------------------------- max pooling
 
+#: below this many input elements a pooling loop runs on one thread: waking a sleeping
+#: OpenMP thread costs about as much as pooling a hundred thousand values on one core.
+PARALLEL_MIN_ELEMENTS = 1 << 17
+
+
+def _threads_for(elements, nt):
+    """``nt`` threads for a pass over ``elements`` inputs, or 1 if it is too short."""
+    return nt if elements >= PARALLEL_MIN_ELEMENTS else 1
+
+
 def max_pool2d_forward(x, size=2, stride=None, *, threads=None):
     """Forward pass of 2-D max pooling.
 
@@ -213,7 +223,8 @@ def max_pool2d_forward(x, size=2, stride=None, *, threads=None):
     argmax = np.empty(yshape, np.int64)
     NC, OH, OW = N * C, yshape[2], yshape[3]
     _pool.max_pool2d_forward(x.reshape(NC, H, W), y.reshape(NC, OH, OW),
-                             argmax.reshape(NC, OH, OW), KH, KW, sh, sw, nt)
+                             argmax.reshape(NC, OH, OW), KH, KW, sh, sw,
+                             _threads_for(N * C * H * W, nt))
     return y, MaxPoolCache(x.shape, (KH, KW), (sh, sw), argmax, x.dtype)
 
 
@@ -272,7 +283,7 @@ def max_pool2d_backward(dy, cache, *, threads=None):
         )
     dx = np.empty(cache.x_shape, dt)
     _pool.max_pool2d_backward(dy.reshape(NC, OHW), argmax.reshape(NC, OHW),
-                              dx.reshape(NC, H * W), nt)
+                              dx.reshape(NC, H * W), _threads_for(N * C * H * W, nt))
     return dx
 
 
@@ -330,7 +341,8 @@ def avg_pool2d_forward(x, size=2, stride=None, *, threads=None):
     N, C, H, W = x.shape
     y = np.empty(yshape, x.dtype)
     NC, OH, OW = N * C, yshape[2], yshape[3]
-    _pool.avg_pool2d_forward(x.reshape(NC, H, W), y.reshape(NC, OH, OW), KH, KW, sh, sw, nt)
+    _pool.avg_pool2d_forward(x.reshape(NC, H, W), y.reshape(NC, OH, OW), KH, KW, sh, sw,
+                             _threads_for(N * C * H * W, nt))
     return y, AvgPoolCache(x.shape, (KH, KW), (sh, sw), x.dtype)
 
 
@@ -381,7 +393,7 @@ def avg_pool2d_backward(dy, cache, *, threads=None):
     NC, OH, OW = N * C, yshape[2], yshape[3]
     dx = np.empty(cache.x_shape, dt)
     _pool.avg_pool2d_backward(dy.reshape(NC, OH, OW), dx.reshape(NC, H, W),
-                              KH, KW, sh, sw, nt)
+                              KH, KW, sh, sw, _threads_for(N * C * H * W, nt))
     return dx
 
 
