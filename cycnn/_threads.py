@@ -63,3 +63,12 @@ def resolve_threads(func: str, threads) -> int:
     if threads is None:
         return _num_threads
     return as_int(func, "threads", threads, 1)
+
+
+def threads_for(elements: int, nt: int, minimum: int) -> int:
+    """``nt`` threads for a loop over ``elements`` elements, or 1 below ``minimum``.
+
+    Waking a sleeping OpenMP thread costs tens of microseconds, so short loops run
+    faster on the calling thread alone.
+    """
+    return nt if elements >= minimum else 1

@@ -11,7 +11,6 @@ the summary goes to stdout. Usage errors exit with status 2 and a one-line messa
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import textwrap
 import time
@@ -246,33 +245,12 @@ def _train(args) -> int:
     return 0
 
 
-#: Thread settings the command runs under unless the user chose otherwise. Two pools of
-#: busy-waiting threads (OpenMP's, for the compiled loops, and OpenBLAS's, for NumPy's
-#: matrix products) on two cores made training up to 100x slower on a busy machine;
-#: passive waiting costs nothing measurable here. Both are read when the libraries load.
-THREAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
-
-
-def _reexec_with_thread_env() -> None:
-    """Restart the command once with :data:`THREAD_ENV` set (only settings not given)."""
-    missing = {k: v for k, v in THREAD_ENV.items() if k not in os.environ}
-    if not missing or os.environ.get("_CYCNN_REEXEC") or os.name != "posix":
-        return
-    env = dict(os.environ, **missing, _CYCNN_REEXEC="1")
-    try:
-        os.execve(sys.executable, [sys.executable, "-m", "cycnn", *sys.argv[1:]], env)
-    except OSError:  # pragma: no cover - carry on with the settings we have
-        return
-
-
 def main(argv=None) -> int:
     """Entry point of the ``cycnn`` command; returns the exit status.
 
-    Called with ``argv=None`` (from the console script or ``python -m cycnn``), it first
-    makes sure the thread pools wait passively (see :data:`THREAD_ENV`).
+    The thread pools' passive waiting is set up by ``import cycnn`` (see
+    ``cycnn/__init__.py``), which runs before NumPy and the kernels load.
     """
-    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "train":
-        _reexec_with_thread_env()
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with status 2 on a usage error
     try:

@@ -16,7 +16,7 @@ import threading
 import numpy as np
 
 from . import _dispatch
-from ._threads import resolve_threads
+from ._threads import resolve_threads, threads_for
 from ._validate import as_array, as_float, as_int, as_pair, check_ndim
 
 _conv = _dispatch.load("_conv")
@@ -426,9 +426,8 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None, algorithm="a
         dw = _backward_im2col(dy, xp, w, dxp, sh, sw, nt)
     dx = None
     if need_dx:
-        dx = dxp[:, :, pt:pt + H, pl:pl + W]  # backward through padding: drop the border
-        if dx.shape != dxp.shape:
-            dx = np.ascontiguousarray(dx)
+        # backward through padding: drop the border (a copy only when there is one)
+        dx = np.ascontiguousarray(dxp[:, :, pt:pt + H, pl:pl + W])
     db = dy.sum(axis=(0, 2, 3))
     return dx, dw, db
 
@@ -478,8 +477,7 @@ PARALLEL_MIN_ELEMENTS = 1 << 20
 
 
 def _threads_for(elements, nt):
-    """``nt`` threads for a loop over ``elements`` elements, or 1 if it is too short."""
-    return nt if elements >= PARALLEL_MIN_ELEMENTS else 1
+    return threads_for(elements, nt, PARALLEL_MIN_ELEMENTS)
 
 
 def _chunks(N, rows, P):

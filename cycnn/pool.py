@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _dispatch
-from ._threads import resolve_threads
+from ._threads import resolve_threads, threads_for
 from ._validate import as_array, as_float, as_pair, check_ndim, float_dtype
 
 _pool = _dispatch.load("_pool")
@@ -153,8 +153,7 @@ PARALLEL_MIN_ELEMENTS = 1 << 17
 
 
 def _threads_for(elements, nt):
-    """``nt`` threads for a pass over ``elements`` inputs, or 1 if it is too short."""
-    return nt if elements >= PARALLEL_MIN_ELEMENTS else 1
+    return threads_for(elements, nt, PARALLEL_MIN_ELEMENTS)
 
 
 def max_pool2d_forward(x, size=2, stride=None, *, threads=None):

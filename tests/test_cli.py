@@ -1,6 +1,5 @@
 """The ``cycnn train`` command: short runs, resume, Ctrl-C, and usage errors (exit 2)."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -151,7 +150,7 @@ def test_default_run_reaches_96_percent(tmp_path):
     acc = float(line.split()[2].rstrip("%"))
     assert acc >= 96.0, r.stdout
     assert (tmp_path / "cycnn-digits.npz").is_file()
-    assert f"weights saved to cycnn-digits.npz" in r.stdout
+    assert "weights saved to cycnn-digits.npz" in r.stdout
 
 
 def test_download_into_data_dir_from_local_files(tmp_path, monkeypatch, capsys):
