@@ -18,6 +18,7 @@ if "numpy" not in _sys.modules:
 from ._dispatch import chosen as _chosen_kernels
 from ._threads import get_num_threads, set_num_threads
 from .conv import (
+    clear_workspace,
     conv2d_backward,
     conv2d_forward,
     conv_output_size,
@@ -43,6 +44,7 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "build_info",
+    "clear_workspace",
 ]
 # --- layers (issue 3): pooling, activations, dense, losses, gradcheck ---
 from .pool import (  # noqa: E402

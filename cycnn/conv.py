@@ -455,7 +455,13 @@ def _workspace(name, size, dtype):
 
 
 def clear_workspace():
-    """Free the column buffers the im2col route keeps for the calling thread."""
+    """Free the column buffers the im2col route keeps for the calling thread.
+
+    The im2col route keeps its column buffers (at most a few times
+    ``IM2COL_MAX_ELEMENTS`` elements per dtype) between calls, because a fresh buffer
+    page-faults on every call. Call this after training to hand that memory back; the
+    next convolution allocates again.
+    """
     _local.__dict__.pop("bufs", None)
 
 

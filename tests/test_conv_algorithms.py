@@ -104,3 +104,14 @@ def test_need_dx_false_skips_only_dx():
         assert dx is None
         np.testing.assert_array_equal(dw, full[1])
         np.testing.assert_array_equal(db, full[2])
+
+
+def test_clear_workspace_frees_the_column_buffers():
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((4, 3, 9, 9))
+    w = rng.standard_normal((5, 3, 3, 3))
+    y = cycnn.conv2d_forward(x, w, algorithm="im2col")
+    assert cycnn.conv._local.bufs  # kept between calls
+    cycnn.clear_workspace()
+    assert not getattr(cycnn.conv._local, "bufs", None)
+    np.testing.assert_array_equal(cycnn.conv2d_forward(x, w, algorithm="im2col"), y)
