@@ -1,8 +1,9 @@
 """2-D convolution: forward pass, backward pass and the teaching helpers.
 
-The public functions check their arguments, settle the dtype, pad the input and allocate
-the outputs; the loops themselves are in ``cycnn/_conv.pyx``. As in every CNN library, the
-"convolution" computed here is a cross-correlation (the kernel is not flipped):
+The public functions check their arguments (with :mod:`cycnn.geometry`), settle the dtype,
+pad the input and allocate the outputs; the loops themselves are in ``cycnn/_conv.pyx``.
+As in every CNN library, the "convolution" computed here is a cross-correlation (the
+kernel is not flipped):
 
     y[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * x[n, c, i*sh + p - pt, j*sw + q - pl]
 
@@ -17,256 +18,12 @@ import numpy as np
 
 from . import _dispatch
 from ._threads import resolve_threads, threads_for
-from ._validate import as_array, as_float, as_int, as_pair, check_ndim
+from ._validate import as_array, as_float
+from .geometry import check_conv_args, zero_pad
 
 _conv = _dispatch.load("_conv")
 
-__all__ = [
-    "conv2d_forward",
-    "conv2d_backward",
-    "conv_output_size",
-    "resolve_padding",
-    "zero_pad",
-    "dilate",
-    "rotate180",
-]
-
-
-# --------------------------------------------------------------------------- helpers
-
-def conv_output_size(n, k, stride=1, pad=0):
-    """Size of a convolution's output along one axis.
-
-    Parameters
-    ----------
-    n : int
-        Input size along the axis (H or W).
-    k : int
-        Kernel size along the axis (KH or KW).
-    stride : int, default 1
-        Step between windows.
-    pad : int or (int, int), default 0
-        Zeros added on each side, or ``(before, after)``.
-
-    Returns
-    -------
-    int
-        ``(n + before + after - k) // stride + 1``; with equal padding P on both sides
-        this is the familiar ``(W1 - F + 2P) / S + 1``.
-
-    Raises
-    ------
-    ValueError
-        If the kernel is larger than the padded input, or a size is out of range.
-
-    Examples
-    --------
-    >>> conv_output_size(32, 5)
-    28
-    >>> conv_output_size(28, 5, stride=2, pad=2)
-    14
-    """
-    func = "conv_output_size"
-    n = as_int(func, "n", n, 1)
-    k = as_int(func, "k", k, 1)
-    stride = as_int(func, "stride", stride, 1)
-    before, after = as_pair(func, "pad", pad, 0)
-    if k > n + before + after:
-        raise ValueError(
-            f"{func}: kernel size k={k} is larger than the padded input "
-            f"n + pad = {n} + {before} + {after} = {n + before + after}"
-        )
-    return (n + before + after - k) // stride + 1
-
-
-def resolve_padding(padding, kernel_size=None, stride=1, func="resolve_padding"):
-    """Turn any accepted padding argument into ``((pt, pb), (pl, pr))``.
-
-    Parameters
-    ----------
-    padding : int, (int, int), ((int, int), (int, int)), 'valid' or 'same'
-        ``p``: p zeros on every side. ``(ph, pw)``: ph above and below, pw left and right
-        (PyTorch's meaning). ``((pt, pb), (pl, pr))``: every side explicitly.
-        ``'valid'``: no padding. ``'same'``: the output keeps the input's H x W; this needs
-        stride 1, and when the total padding ``K - 1`` is odd (an even kernel) the extra
-        row goes to the bottom and the extra column to the right, as in PyTorch.
-    kernel_size : (int, int), optional
-        ``(KH, KW)``; needed for ``'same'``.
-    stride : int or (int, int), default 1
-        Needed to refuse ``'same'`` with a stride above 1.
-
-    Returns
-    -------
-    ((int, int), (int, int))
-        ``((pt, pb), (pl, pr))``.
-
-    Examples
-    --------
-    >>> resolve_padding(1)
-    ((1, 1), (1, 1))
-    >>> resolve_padding("same", kernel_size=(4, 3))
-    ((1, 2), (1, 1))
-    """
-    if isinstance(padding, str):
-        if padding == "valid":
-            return ((0, 0), (0, 0))
-        if padding == "same":
-            sh, sw = as_pair(func, "stride", stride, 1)
-            if (sh, sw) != (1, 1):
-                raise ValueError(
-                    f"{func}: padding='same' needs stride 1, got stride=({sh}, {sw}); with a "
-                    "larger stride no padding makes the output as large as the input "
-                    "(PyTorch refuses it too). Pass the padding explicitly."
-                )
-            if kernel_size is None:
-                raise TypeError(
-                    f"{func}: padding='same' depends on the kernel: pass kernel_size=(KH, KW)"
-                )
-            kh, kw = as_pair(func, "kernel_size", kernel_size, 1)
-            th, tw = kh - 1, kw - 1
-            return ((th // 2, th - th // 2), (tw // 2, tw - tw // 2))
-        raise ValueError(
-            f"{func}: unknown padding {padding!r}; use 'valid', 'same', an int, "
-            "(ph, pw) or ((top, bottom), (left, right))"
-        )
-    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
-        isinstance(side, (tuple, list)) for side in padding
-    ):
-        (pt, pb), (pl, pr) = (as_pair(func, "padding", side, 0) for side in padding)
-        return ((pt, pb), (pl, pr))
-    try:
-        ph, pw = as_pair(func, "padding", padding, 0)
-    except ValueError as err:
-        raise ValueError(
-            f"{err}; padding must be 'valid', 'same', an int, (ph, pw) or "
-            "((top, bottom), (left, right)) of non-negative ints"
-        ) from None
-    return ((ph, ph), (pw, pw))
-
-
-def zero_pad(x, pad):
-    """Surround the last two axes of ``x`` with zeros.
-
-    Parameters
-    ----------
-    x : array_like, shape (..., H, W)
-        At least 2-D.
-    pad : int, (int, int) or ((int, int), (int, int))
-        As for ``padding`` in :func:`conv2d_forward` (strings excluded).
-
-    Returns
-    -------
-    ndarray, shape (..., H + pt + pb, W + pl + pr)
-        Same dtype as ``x``.
-
-    Examples
-    --------
-    >>> zero_pad(np.ones((1, 2)), 1)
-    array([[0., 0., 0., 0.],
-           [0., 1., 1., 0.],
-           [0., 0., 0., 0.]])
-    """
-    x = as_array("zero_pad", "x", x)
-    if x.ndim < 2:
-        raise ValueError(f"zero_pad: x must be at least 2-D, got shape {x.shape}")
-    if isinstance(pad, str):
-        raise ValueError(f"zero_pad: pad must be an int or a tuple of ints, got {pad!r}")
-    (pt, pb), (pl, pr) = resolve_padding(pad, func="zero_pad")
-    out = np.zeros(x.shape[:-2] + (x.shape[-2] + pt + pb, x.shape[-1] + pl + pr), x.dtype)
-    out[..., pt:pt + x.shape[-2], pl:pl + x.shape[-1]] = x
-    return out
-
-
-def dilate(x, rate):
-    """Insert ``rate - 1`` zeros between neighbouring elements of the last two axes.
-
-    This is how a strided convolution's output gradient is spread back onto the grid of
-    positions its windows started from.
-
-    Parameters
-    ----------
-    x : array_like, shape (..., H, W)
-    rate : int or (int, int)
-        ``(dh, dw)``, each at least 1; 1 leaves the axis unchanged.
-
-    Returns
-    -------
-    ndarray, shape (..., (H - 1) * dh + 1, (W - 1) * dw + 1)
-        Same dtype as ``x``.
-
-    Examples
-    --------
-    >>> dilate(np.array([[1, 2], [3, 4]]), (2, 3))
-    array([[1, 0, 0, 2],
-           [0, 0, 0, 0],
-           [3, 0, 0, 4]])
-    """
-    x = as_array("dilate", "x", x)
-    if x.ndim < 2 or x.shape[-2] == 0 or x.shape[-1] == 0:
-        raise ValueError(f"dilate: x must be at least 2-D and non-empty, got shape {x.shape}")
-    dh, dw = as_pair("dilate", "rate", rate, 1)
-    h, w = x.shape[-2:]
-    out = np.zeros(x.shape[:-2] + ((h - 1) * dh + 1, (w - 1) * dw + 1), x.dtype)
-    out[..., ::dh, ::dw] = x
-    return out
-
-
-def rotate180(w):
-    """Rotate the last two axes by 180 degrees (flip rows and columns).
-
-    Parameters
-    ----------
-    w : array_like, shape (..., KH, KW)
-
-    Returns
-    -------
-    ndarray, shape (..., KH, KW)
-        A new array: ``w[..., ::-1, ::-1]``.
-
-    Examples
-    --------
-    >>> rotate180(np.arange(1, 10).reshape(3, 3))
-    array([[9, 8, 7],
-           [6, 5, 4],
-           [3, 2, 1]])
-    """
-    w = as_array("rotate180", "w", w)
-    if w.ndim < 2:
-        raise ValueError(f"rotate180: w must be at least 2-D, got shape {w.shape}")
-    return w[..., ::-1, ::-1].copy()
-
-
-# --------------------------------------------------------------------------- checks
-
-def _check_conv_args(func, x, w, b, stride, padding):
-    """Validate and normalise the arguments shared by the forward and backward passes."""
-    check_ndim(func, "x", x, 4, "(N, C, H, W)")
-    check_ndim(func, "w", w, 4, "(F, C, KH, KW)")
-    N, C, H, W = x.shape
-    F, Cw, KH, KW = w.shape
-    if C != Cw:
-        raise ValueError(
-            f"{func}: x has C={C} channels but w expects C={Cw} (x.shape={x.shape}, "
-            f"w.shape={w.shape})"
-        )
-    if 0 in x.shape or 0 in w.shape:
-        raise ValueError(f"{func}: empty array (x.shape={x.shape}, w.shape={w.shape})")
-    if b is not None and b.shape != (F,):
-        raise ValueError(
-            f"{func}: b must have shape (F,) = ({F},) to match w.shape={w.shape}, "
-            f"got b.shape={b.shape}"
-        )
-    sh, sw = as_pair(func, "stride", stride, 1)
-    pads = resolve_padding(padding, (KH, KW), (sh, sw), func=func)
-    (pt, pb), (pl, pr) = pads
-    if KH > H + pt + pb or KW > W + pl + pr:
-        raise ValueError(
-            f"{func}: kernel {KH}x{KW} (w.shape={w.shape}) is larger than the padded input "
-            f"{H + pt + pb}x{W + pl + pr} (x.shape={x.shape}, padding={pads})"
-        )
-    OH = (H + pt + pb - KH) // sh + 1
-    OW = (W + pl + pr - KW) // sw + 1
-    return (sh, sw), pads, (N, F, OH, OW)
+__all__ = ["conv2d_forward", "conv2d_backward", "clear_workspace"]
 
 
 # --------------------------------------------------------------------------- passes
@@ -288,7 +45,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, *, threads=None, algorithm
     stride : int or (int, int), default 1
         ``(sh, sw)``, each at least 1.
     padding : int, (int, int), ((int, int), (int, int)), 'valid' or 'same', default 0
-        See :func:`resolve_padding`. ``'same'`` needs stride 1; an even kernel is allowed
+        See :func:`cycnn.resolve_padding`. ``'same'`` needs stride 1; an even kernel is allowed
         and puts the extra row/column at the bottom/right.
     threads : int, optional
         Threads for this call's compiled loops; defaults to
@@ -331,7 +88,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, *, threads=None, algorithm
     x = as_array(func, "x", x)
     w = as_array(func, "w", w)
     b = None if b is None else as_array(func, "b", b)
-    (sh, sw), pads, yshape = _check_conv_args(func, x, w, b, stride, padding)
+    (sh, sw), pads, yshape = check_conv_args(func, x, w, b, stride, padding)
     nt = resolve_threads(func, threads)
     x, w, b = as_float(func, x=x, w=w, b=b)
     if b is None:
@@ -353,7 +110,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None, algorithm="a
     the filters and the bias. The gradients are plain sums over the batch: averaging
     belongs to the loss, as in PyTorch.
 
-    ``dx[n, c, h, w]   = sum_{f, p, q} w[f, c, p, q] * dy[n, f, (h + pt - p) / sh, (w + pl - q) / sw]``
+    ``dx[n, c, h, w] = sum_{f, p, q} w[f, c, p, q] * dy[n, f, (h+pt-p) / sh, (w+pl-q) / sw]``
     (terms with a non-integer or out-of-range index are zero: a full convolution of the
     dilated ``dy`` with the 180-degree-rotated filter),
     ``dw[f, c, p, q]  = sum_{n, i, j} dy[n, f, i, j] * xp[n, c, i*sh + p, j*sw + q]``,
@@ -405,7 +162,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None, algorithm="a
     dy = as_array(func, "dy", dy)
     x = as_array(func, "x", x)
     w = as_array(func, "w", w)
-    (sh, sw), pads, yshape = _check_conv_args(func, x, w, None, stride, padding)
+    (sh, sw), pads, yshape = check_conv_args(func, x, w, None, stride, padding)
     if dy.shape != yshape:
         raise ValueError(
             f"{func}: dy must have the forward output's shape {yshape} for x.shape={x.shape}, "

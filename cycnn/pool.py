@@ -25,7 +25,8 @@ import numpy as np
 
 from . import _dispatch
 from ._threads import resolve_threads, threads_for
-from ._validate import as_array, as_float, as_pair, check_ndim, float_dtype
+from ._validate import as_array, as_float, as_int, as_pair, float_dtype, param_dtype
+from .geometry import check_pool_args, pool_output_shape
 
 _pool = _dispatch.load("_pool")
 
@@ -110,39 +111,36 @@ class AvgPoolCache(NamedTuple):
 
 # --------------------------------------------------------------------------- checks
 
-def _check_pool_args(func, x, size, stride):
-    """Validate the forward arguments; return ``(KH, KW), (sh, sw), (N, C, OH, OW)``."""
-    check_ndim(func, "x", x, 4, "(N, C, H, W)")
-    if 0 in x.shape:
-        raise ValueError(f"{func}: empty array (x.shape={x.shape})")
-    KH, KW = as_pair(func, "size", size, 1)
-    sh, sw = (KH, KW) if stride is None else as_pair(func, "stride", stride, 1)
-    N, C, H, W = x.shape
-    if KH > H or KW > W:
-        raise ValueError(
-            f"{func}: window {KH}x{KW} (size={size!r}) is larger than the input plane "
-            f"{H}x{W} (x.shape={x.shape})"
-        )
-    return (KH, KW), (sh, sw), (N, C, (H - KH) // sh + 1, (W - KW) // sw + 1)
-
-
 def _check_cache(func, dy, cache, kind):
-    """Check that ``cache`` is a ``kind`` and ``dy`` has the forward output's shape."""
+    """Check ``cache`` (a ``kind`` from the forward pass) and that ``dy`` fits it.
+
+    The cache is read again as if it were user input: it is a plain tuple that may have
+    been edited or built by hand, and the kernels index with its numbers.
+    """
     if not isinstance(cache, kind):
         raise TypeError(
             f"{func}: cache must be the {kind.__name__} returned by the forward pass, "
             f"got {type(cache).__name__}"
         )
-    N, C, H, W = cache.x_shape
-    (KH, KW), (sh, sw) = cache.size, cache.stride
-    yshape = (N, C, (H - KH) // sh + 1, (W - KW) // sw + 1)
+    where = f"{func} (cache)"
+    if not isinstance(cache.x_shape, (tuple, list)) or len(cache.x_shape) != 4:
+        raise ValueError(f"{where}: x_shape must be (N, C, H, W), got {cache.x_shape!r}")
+    x_shape = tuple(as_int(where, "x_shape", s, 1) for s in cache.x_shape)
+    size = as_pair(where, "size", cache.size, 1)
+    stride = as_pair(where, "stride", cache.stride, 1)
+    dtype = param_dtype(where, cache.dtype)
+    if size[0] > x_shape[2] or size[1] > x_shape[3]:
+        raise ValueError(f"{where}: window {size} is larger than the input plane "
+                         f"{x_shape[2:]} (was the cache edited?)")
+    yshape = pool_output_shape(x_shape, size, stride)
     if dy.shape != yshape:
+        (KH, KW), (sh, sw) = size, stride
         raise ValueError(
             f"{func}: dy must have the forward output's shape {yshape} for "
-            f"x.shape={tuple(cache.x_shape)}, size=({KH}, {KW}), stride=({sh}, {sw}); "
+            f"x.shape={x_shape}, size=({KH}, {KW}), stride=({sh}, {sw}); "
             f"got dy.shape={dy.shape}"
         )
-    return yshape
+    return x_shape, size, stride, dtype, yshape
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -214,7 +212,7 @@ def max_pool2d_forward(x, size=2, stride=None, *, threads=None):
     """
     func = "max_pool2d_forward"
     x = as_array(func, "x", x)
-    (KH, KW), (sh, sw), yshape = _check_pool_args(func, x, size, stride)
+    (KH, KW), (sh, sw), yshape = check_pool_args(func, x, size, stride)
     nt = resolve_threads(func, threads)
     (x,) = as_float(func, x=x)
     N, C, H, W = x.shape
@@ -268,19 +266,23 @@ def max_pool2d_backward(dy, cache, *, threads=None):
     """
     func = "max_pool2d_backward"
     dy = as_array(func, "dy", dy)
-    yshape = _check_cache(func, dy, cache, MaxPoolCache)
+    x_shape, _, _, cdt, yshape = _check_cache(func, dy, cache, MaxPoolCache)
     nt = resolve_threads(func, threads)
-    dt = float_dtype(dy, np.empty(0, cache.dtype))
+    dt = float_dtype(dy, np.empty(0, cdt))
     dy = np.ascontiguousarray(dy, dtype=dt)
-    N, C, H, W = cache.x_shape
+    N, C, H, W = x_shape
     NC, OHW = N * C, yshape[2] * yshape[3]
-    argmax = np.ascontiguousarray(cache.argmax, dtype=np.int64)
+    argmax = np.asarray(cache.argmax)
+    if argmax.dtype.kind not in "iu":
+        raise TypeError(f"{func}: cache.argmax must hold integer indices, got dtype "
+                        f"{argmax.dtype} (was the cache edited?)")
+    argmax = np.ascontiguousarray(argmax, dtype=np.int64)
     if argmax.shape != yshape or (argmax.size and (argmax.min() < 0 or argmax.max() >= H * W)):
         raise ValueError(
             f"{func}: cache.argmax must hold indices in [0, H*W) = [0, {H * W}) with shape "
             f"{yshape}; got shape {argmax.shape} (was the cache edited?)"
         )
-    dx = np.empty(cache.x_shape, dt)
+    dx = np.empty(x_shape, dt)
     _pool.max_pool2d_backward(dy.reshape(NC, OHW), argmax.reshape(NC, OHW),
                               dx.reshape(NC, H * W), _threads_for(N * C * H * W, nt))
     return dx
@@ -334,7 +336,7 @@ def avg_pool2d_forward(x, size=2, stride=None, *, threads=None):
     """
     func = "avg_pool2d_forward"
     x = as_array(func, "x", x)
-    (KH, KW), (sh, sw), yshape = _check_pool_args(func, x, size, stride)
+    (KH, KW), (sh, sw), yshape = check_pool_args(func, x, size, stride)
     nt = resolve_threads(func, threads)
     (x,) = as_float(func, x=x)
     N, C, H, W = x.shape
@@ -383,14 +385,13 @@ def avg_pool2d_backward(dy, cache, *, threads=None):
     """
     func = "avg_pool2d_backward"
     dy = as_array(func, "dy", dy)
-    yshape = _check_cache(func, dy, cache, AvgPoolCache)
+    x_shape, (KH, KW), (sh, sw), cdt, yshape = _check_cache(func, dy, cache, AvgPoolCache)
     nt = resolve_threads(func, threads)
-    dt = float_dtype(dy, np.empty(0, cache.dtype))
+    dt = float_dtype(dy, np.empty(0, cdt))
     dy = np.ascontiguousarray(dy, dtype=dt)
-    N, C, H, W = cache.x_shape
-    (KH, KW), (sh, sw) = cache.size, cache.stride
+    N, C, H, W = x_shape
     NC, OH, OW = N * C, yshape[2], yshape[3]
-    dx = np.empty(cache.x_shape, dt)
+    dx = np.empty(x_shape, dt)
     _pool.avg_pool2d_backward(dy.reshape(NC, OH, OW), dx.reshape(NC, H, W),
                               KH, KW, sh, sw, _threads_for(N * C * H * W, nt))
     return dx

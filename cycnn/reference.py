@@ -1,6 +1,7 @@
 """The slow, obvious route: convolution and its gradients in vectorised NumPy.
 
-This module is independent of the compiled kernels. It computes the backward pass the
+This module is independent of the compiled kernels: it imports only NumPy and
+:mod:`cycnn.geometry` (shapes and argument checks). It computes the backward pass the
 way the docs derive it, with whole-array operations and no Python loops over pixels:
 
 * ``dx``: dilate ``dy`` by the stride, pad it by ``K - 1`` on each side (plus any rows
@@ -19,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .conv import _check_conv_args, dilate, rotate180, zero_pad
 from ._validate import as_array, as_float
+from .geometry import check_conv_args, dilate, rotate180, zero_pad
 
 __all__ = ["correlate", "conv2d_forward", "conv2d_backward"]
 
@@ -45,7 +46,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
     func = "reference.conv2d_forward"
     x, w = as_array(func, "x", x), as_array(func, "w", w)
     b = None if b is None else as_array(func, "b", b)
-    (sh, sw), pads, _ = _check_conv_args(func, x, w, b, stride, padding)
+    (sh, sw), pads, _ = check_conv_args(func, x, w, b, stride, padding)
     x, w, b = as_float(func, x=x, w=w, b=b)
     xp = zero_pad(x, pads)
     # stride-1 correlation, then keep every sh-th row and sw-th column
@@ -62,7 +63,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0):
     """
     func = "reference.conv2d_backward"
     dy, x, w = (as_array(func, k, v) for k, v in (("dy", dy), ("x", x), ("w", w)))
-    (sh, sw), pads, yshape = _check_conv_args(func, x, w, None, stride, padding)
+    (sh, sw), pads, yshape = check_conv_args(func, x, w, None, stride, padding)
     if dy.shape != yshape:
         raise ValueError(f"{func}: dy.shape={dy.shape} but the forward output is {yshape}")
     dy, x, w = as_float(func, dy=dy, x=x, w=w)

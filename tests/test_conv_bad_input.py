@@ -197,9 +197,12 @@ def test_padding_wrong_length(func, padding):
 @pytest.mark.parametrize("stride", [2, (1, 2), (3, 1)], ids=str)
 def test_same_with_stride_above_one(func, stride):
     sh, sw = stride if isinstance(stride, tuple) else (stride, stride)
+    # such a padding exists (seed 002 uses it), but it depends on H and W, not on the layer
     with raises(ValueError, func,
-                rf"padding='same' needs stride 1, got stride=\({sh}, {sw}\); with a larger "
-                r"stride no padding makes the output as large as the input"):
+                rf"padding='same' needs stride 1, got stride=\({sh}, {sw}\): with a larger "
+                r"stride the padding that keeps H x W depends on the input size "
+                r"\(\(sh - 1\) \* H \+ KH - sh rows and \(sw - 1\) \* W \+ KW - sw columns "
+                r"in all\)"):
         ROUTES[func](X, W, stride=stride, padding="same")
 
 
