@@ -1,6 +1,11 @@
 """cycnn: backpropagation in convolutional networks, derived and compiled.
 
 Layout is NCHW, weights are ``(F, C, KH, KW)`` and biases ``(F,)``, as in PyTorch.
+
+The public names are those of the submodules' own ``__all__`` lists, gathered below in
+the order the modules depend on each other (kernels and geometry first, the model and its
+surroundings last), plus the modules :mod:`cycnn.reference` and :mod:`cycnn.datasets`
+and :func:`build_info`.
 """
 
 import os as _os
@@ -15,131 +20,59 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if "numpy" not in _sys.modules:
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from ._dispatch import chosen as _chosen_kernels
-from ._threads import get_num_threads, set_num_threads
-from .conv import (
-    clear_workspace,
-    conv2d_backward,
-    conv2d_forward,
-    conv_output_size,
-    dilate,
-    resolve_padding,
-    rotate180,
-    zero_pad,
-)
-from . import reference
+from . import conv, datasets, reference  # noqa: E402
+from ._dispatch import chosen as _chosen_kernels  # noqa: E402
+from ._threads import *  # noqa: E402,F403
+from .activations import *  # noqa: E402,F403
+from .checkpoint import *  # noqa: E402,F403
+from .conv import *  # noqa: E402,F403
+from .dense import *  # noqa: E402,F403
+from .geometry import *  # noqa: E402,F403
+from .gradcheck import *  # noqa: E402,F403
+from .interop import *  # noqa: E402,F403
+from .layers import *  # noqa: E402,F403
+from .losses import *  # noqa: E402,F403
+from .model import *  # noqa: E402,F403
+from .optim import *  # noqa: E402,F403
+from .pool import *  # noqa: E402,F403
+from .training import *  # noqa: E402,F403
+from .zoo import *  # noqa: E402,F403
 
 __version__ = "0.1.0"
 
-# --- conv2d (issue 2) ---
-__all__ = [
-    "conv2d_forward",
-    "conv2d_backward",
-    "conv_output_size",
-    "resolve_padding",
-    "zero_pad",
-    "dilate",
-    "rotate180",
-    "reference",
-    "set_num_threads",
-    "get_num_threads",
-    "build_info",
-    "clear_workspace",
-]
-# --- layers (issue 3): pooling, activations, dense, losses, gradcheck ---
-from .pool import (  # noqa: E402
-    AvgPoolCache,
-    MaxPoolCache,
-    avg_pool2d_backward,
-    avg_pool2d_forward,
-    distribute_value,
-    max_pool2d_backward,
-    max_pool2d_forward,
-    max_pool_mask,
-)
-from .activations import log_softmax, relu_backward, relu_forward, softmax  # noqa: E402
-from .dense import dense_backward, dense_forward  # noqa: E402
-from .losses import mse_loss, softmax_cross_entropy  # noqa: E402
-from .gradcheck import (  # noqa: E402
-    GradcheckError,
-    GradcheckResult,
-    gradcheck,
-    numerical_gradient,
-    relative_error,
-)
+#: the submodules whose ``__all__`` make up cycnn's public names, in this order (by name:
+#: the function ``gradcheck`` has taken the name of its module)
+_PUBLIC_MODULES = ("geometry", "conv", "pool", "activations", "dense", "losses", "gradcheck",
+                   "_threads", "layers", "model", "training", "optim", "checkpoint", "interop",
+                   "zoo")
 
-__all__ += [
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "max_pool_mask",
-    "distribute_value",
-    "MaxPoolCache",
-    "AvgPoolCache",
-    "relu_forward",
-    "relu_backward",
-    "softmax",
-    "log_softmax",
-    "dense_forward",
-    "dense_backward",
-    "softmax_cross_entropy",
-    "mse_loss",
-    "gradcheck",
-    "numerical_gradient",
-    "relative_error",
-    "GradcheckResult",
-    "GradcheckError",
-]
-# --- training (issue 4): layers, model, optimizers, datasets ---
-from .layers import (  # noqa: E402
-    AvgPool2D,
-    Conv2D,
-    Dense,
-    Flatten,
-    MaxPool2D,
-    ReLU,
-    SoftmaxCrossEntropy,
-)
-from .model import CheckpointError, Sequential, load, load_checkpoint, lenet5  # noqa: E402
-from .optim import SGD, Adam  # noqa: E402
-from . import datasets  # noqa: E402
-
-__all__ += [
-    "Conv2D",
-    "MaxPool2D",
-    "AvgPool2D",
-    "ReLU",
-    "Flatten",
-    "Dense",
-    "SoftmaxCrossEntropy",
-    "Sequential",
-    "lenet5",
-    "load",
-    "load_checkpoint",
-    "CheckpointError",
-    "SGD",
-    "Adam",
-    "datasets",
-]
+__all__ = [name for module in _PUBLIC_MODULES
+           for name in _sys.modules[f"{__name__}.{module}"].__all__]
+__all__ += ["reference", "datasets", "build_info"]
 
 
 def build_info():
-    """Describe how the compiled kernels were built and which variant was loaded.
+    """Describe the machine, how the compiled kernels were built and which were loaded.
 
     Returns
     -------
     dict
-        ``kernels`` maps each kernel module to the build chosen at import
-        (``'avx2+fma'`` or ``'baseline x86-64'``), ``openmp`` says whether the kernels
-        were compiled with OpenMP (so ``prange`` loops can use several threads) and
-        ``threads`` is the current default thread count.
+        ``cpu`` is the processor's model name, ``cpu_features`` the features (among those
+        the build variants need) that it reports, ``variants`` the variants built into
+        this installation, best first, and ``kernels`` maps each kernel module to the
+        build chosen at import (for instance ``'avx512'``, ``'avx2'`` or
+        ``'baseline x86-64'``). ``openmp`` says whether the kernels were compiled with
+        OpenMP (so ``prange`` loops can use several threads) and ``threads`` is the
+        current default thread count.
     """
-    from .conv import _conv
+    from . import _dispatch
 
     return {
         "version": __version__,
+        "cpu": _dispatch.cpu_model(),
+        "cpu_features": sorted(_dispatch.cpu_features()),
+        "variants": [s for s, _ in _dispatch.variants()],
         "kernels": _chosen_kernels(),
-        "openmp": bool(_conv.OPENMP),
-        "threads": get_num_threads(),
+        "openmp": bool(conv._conv.OPENMP),
+        "threads": get_num_threads(),  # noqa: F405
     }

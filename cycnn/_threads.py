@@ -1,7 +1,10 @@
 """How many threads the compiled kernels use.
 
 The kernels run their ``prange`` loops on ``get_num_threads()`` threads unless a call
-passes ``threads=``. The default is the number of cores this process may use.
+passes ``threads=``. The default is the number of cores this process may use; the most
+any call may ask for is :data:`MAX_THREADS`, four per CPU of the machine (more threads
+than that only wait for each other, and an OpenMP runtime asked for tens of thousands
+fails or crashes the interpreter).
 ``set_num_threads`` also caps the BLAS library NumPy calls for the im2col route (through
 threadpoolctl), so that cycnn's OpenMP loops and BLAS never ask for more threads than
 the caller allowed. Both run one after the other, never nested, so they do not
@@ -14,6 +17,8 @@ import os
 
 from ._validate import as_int
 
+__all__ = ["set_num_threads", "get_num_threads"]
+
 
 def _cores() -> int:
     try:
@@ -24,6 +29,17 @@ def _cores() -> int:
 
 _num_threads = _cores()
 
+#: the largest thread count accepted: 4 x the machine's CPUs, and at least 4
+MAX_THREADS = max(4, 4 * (os.cpu_count() or 1))
+
+
+def _check(func: str, name: str, n) -> int:
+    n = as_int(func, name, n, 1, None)
+    if n > MAX_THREADS:
+        raise ValueError(f"{func}: {name} must be <= {MAX_THREADS} (4 per CPU of this "
+                         f"machine), got {n}")
+    return n
+
 
 def set_num_threads(n: int) -> None:
     """Set the number of threads the compiled kernels use by default.
@@ -31,10 +47,17 @@ def set_num_threads(n: int) -> None:
     Parameters
     ----------
     n : int
-        Number of threads, at least 1.
+        Number of threads, from 1 to :data:`MAX_THREADS` (4 per CPU of the machine).
+
+    Raises
+    ------
+    ValueError
+        ``n`` out of range.
+    TypeError
+        ``n`` is not an integer.
     """
     global _num_threads
-    _num_threads = as_int("set_num_threads", "n", n, 1)
+    _num_threads = _check("set_num_threads", "n", n)
     _limit_blas(_num_threads)
 
 
@@ -62,7 +85,7 @@ def resolve_threads(func: str, threads) -> int:
     """``threads`` if given (checked), else the process-wide default."""
     if threads is None:
         return _num_threads
-    return as_int(func, "threads", threads, 1)
+    return _check(func, "threads", threads)
 
 
 def threads_for(elements: int, nt: int, minimum: int) -> int:

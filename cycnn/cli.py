@@ -20,8 +20,10 @@ import numpy as np
 
 from . import __version__, datasets
 from ._threads import get_num_threads, set_num_threads
-from .model import CheckpointError, lenet5, load_checkpoint
+from ._validate import as_int, as_real
+from .checkpoint import CheckpointError, load_checkpoint
 from .optim import SGD, Adam
+from .zoo import lenet5
 
 __all__ = ["main", "build_parser"]
 
@@ -33,40 +35,31 @@ class _UsageError(Exception):
     """A problem with the command line or its files: reported in one line, exit 2."""
 
 
-def _positive_int(name):
-    def parse(s):
+def _option(name, parse, check, *limits, **kw):
+    """An argparse ``type=``: ``parse`` the text, then apply the library's own check."""
+    def convert(text):
         try:
-            v = int(s)
+            value = parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {s!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {v}")
-        return v
-    return parse
+            kind = "an integer" if parse is int else "a number"
+            raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {text!r}") from None
+        try:
+            return check("cycnn", name, value, *limits, **kw)
+        except (TypeError, ValueError) as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1]) from None
+    return convert
+
+
+def _positive_int(name):
+    return _option(name, int, as_int, 1)
 
 
 def _nonneg_int(name):
-    def parse(s):
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {s!r}") from None
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {v}")
-        return v
-    return parse
+    return _option(name, int, as_int, 0, None)
 
 
 def _positive_float(name):
-    def parse(s):
-        try:
-            v = float(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {s!r}") from None
-        if not np.isfinite(v) or v <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a number > 0, got {s}")
-        return v
-    return parse
+    return _option(name, float, as_real, 0.0, lo_open=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"sgd (with momentum) or adam (default: {DEFAULTS['optimizer']})")
     t.add_argument("--lr", type=_positive_float("--lr"), default=None,
                    help="learning rate (default: 0.01 for sgd, 0.001 for adam)")
-    t.add_argument("--momentum", type=float, default=DEFAULTS["momentum"],
+    t.add_argument("--momentum", type=_option("--momentum", float, as_real, 0.0, 1.0, hi_open=True),
+                   default=DEFAULTS["momentum"],
                    help=f"SGD momentum in [0, 1) (default: {DEFAULTS['momentum']})")
     t.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="floating-point type of weights and data (default: float32, or "
@@ -160,7 +154,10 @@ def _load_data(args, dtype):
 def _train(args) -> int:
     out = sys.stdout
     if args.threads is not None:
-        set_num_threads(args.threads)
+        try:
+            set_num_threads(args.threads)
+        except ValueError as e:
+            raise _UsageError(f"--threads: {str(e).split(': ', 1)[1]}") from None
     save = None if args.no_save else (args.save or Path(f"cycnn-{args.dataset}.npz"))
     if save is not None and not (save.parent if str(save.parent) else Path(".")).is_dir():
         raise _UsageError(f"cannot save to {save}: directory {save.parent} does not exist")

@@ -18,12 +18,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from ._io import atomic_write
+from ._validate import param_dtype
 
 __all__ = [
     "load_digits",
@@ -79,13 +80,6 @@ SOURCES = {
 
 # --------------------------------------------------------------------------- helpers
 
-def _check_dtype(func, dtype):
-    dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise ValueError(f"{func}: dtype must be float32 or float64, got {dt}")
-    return dt
-
-
 def _scale(images: np.ndarray, dtype) -> np.ndarray:
     """uint8 (N, H, W) -> dtype (N, 1, H, W) in [0, 1], one allocation."""
     out = np.divide(images, 255, dtype=dtype)
@@ -126,7 +120,7 @@ def load_digits(dtype=np.float32):
     >>> x_train.shape, x_train.dtype, y_test.shape
     ((4000, 1, 28, 28), dtype('float32'), (1000,))
     """
-    dt = _check_dtype("load_digits", dtype)
+    dt = param_dtype("load_digits", dtype)
     with np.load(_DIGITS, allow_pickle=False) as f:
         return ((_scale(f["x_train"], dt), f["y_train"].astype(np.int64)),
                 (_scale(f["x_test"], dt), f["y_test"].astype(np.int64)))
@@ -189,7 +183,8 @@ def read_idx(path, kind=None) -> np.ndarray:
     if len(data) != expected:
         raise ValueError(
             f"{path}: header says shape {shape} ({expected} bytes with the header) but the "
-            f"file holds {len(data)} bytes ({'truncated' if len(data) < expected else 'extra data'})"
+            f"file holds {len(data)} bytes "
+            f"({'truncated' if len(data) < expected else 'extra data'})"
         )
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
@@ -203,39 +198,28 @@ def _find(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _download(url: str, dest: Path, md5: str) -> None:
     """Fetch ``url`` to ``dest`` through a temporary file; refuse a wrong checksum."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-    try:
+    with atomic_write(dest, suffix=".part") as out:
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-                shutil.copyfileobj(resp, out)
+            with urllib.request.urlopen(url, timeout=60) as resp:
+                h = hashlib.md5(usedforsecurity=False)
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    h.update(block)
+                    out.write(block)
         except OSError as e:  # URLError, timeouts, refused connections
             raise OSError(f"download of {url} failed: {getattr(e, 'reason', e)}") from e
-        got = _md5(Path(tmp))
+        got = h.hexdigest()
         if got != md5:
             raise ValueError(
                 f"download of {url} failed its checksum: MD5 {got}, expected {md5}; "
                 f"nothing was saved to {dest}"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _load_idx_dir(func, name, path, dtype, download):
-    dt = _check_dtype(func, dtype)
+    dt = param_dtype(func, dtype)
     if path is None:
         path = cache_dir() / name
     path = Path(path)

@@ -4,12 +4,15 @@ Every layer has the same small interface:
 
 * ``forward(x) -> y`` computes the output and, in training mode, keeps what the
   backward pass will need (the input, or the max-pool winners);
-* ``backward(dy) -> dx`` takes ``dL/dy`` and returns ``dL/dx``, storing ``dL/dw`` and
-  ``dL/db`` in ``grads``;
+* ``backward(dy, need_dx=True) -> dx`` takes ``dL/dy`` and returns ``dL/dx``, storing
+  ``dL/dw`` and ``dL/db`` in ``grads``; with ``need_dx=False`` it skips ``dL/dx`` (a
+  network's first layer has nobody to pass it to) and returns None;
+* ``cache`` holds what the backward pass needs (None when nothing is kept) and
+  ``clear_cache()`` drops it;
 * ``params`` and ``grads`` are dicts of arrays under PyTorch's names (``"weight"``,
   ``"bias"``); layers without parameters have empty dicts;
 * ``train()`` / ``eval()`` switch the mode: in eval mode ``forward`` keeps nothing, so
-  inference holds no activations;
+  inference holds no activations (``eval()`` also clears the cache);
 * ``output_shape(shape)`` maps a per-sample input shape (no batch axis) to the output
   shape, raising ValueError when the layer cannot take that input;
 * ``config()`` is a JSON-serialisable dict from which the layer can be rebuilt.
@@ -27,10 +30,11 @@ import math
 
 import numpy as np
 
-from ._validate import as_int, as_pair
+from ._validate import as_int, as_pair, param_dtype
 from .activations import relu_backward, relu_forward
-from .conv import conv2d_backward, conv2d_forward, resolve_padding
+from .conv import conv2d_backward, conv2d_forward
 from .dense import dense_backward, dense_forward
+from .geometry import conv_output_size, resolve_padding
 from .losses import softmax_cross_entropy
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
@@ -43,16 +47,8 @@ __all__ = [
     "Flatten",
     "Dense",
     "SoftmaxCrossEntropy",
-    "layer_from_config",
     "he_normal",
 ]
-
-
-def _float_dtype(cls, dtype):
-    dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise ValueError(f"{cls}: dtype must be float32 or float64, got {dt}")
-    return dt
 
 
 def he_normal(shape, fan_in, rng=None, dtype=np.float32):
@@ -78,17 +74,26 @@ def he_normal(shape, fan_in, rng=None, dtype=np.float32):
 
 
 class Layer:
-    """Base class. Subclasses set ``params`` and implement the passes."""
+    """Base class. Subclasses set ``params`` and implement the passes.
+
+    A subclass's ``forward`` calls :meth:`_keep` with what its ``backward`` will need and
+    its ``backward`` reads it back with :meth:`_cached`; the base class owns ``cache``,
+    so every layer empties it the same way.
+    """
+
+    #: True for layers built with ``rng=`` and ``dtype=`` (those with parameters)
+    has_params = False
 
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.training = True
+        self.cache = None
 
     def forward(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def backward(self, dy):  # pragma: no cover - abstract
+    def backward(self, dy, need_dx=True):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def __call__(self, x):
@@ -102,19 +107,23 @@ class Layer:
     def eval(self):
         """Inference mode: ``forward`` keeps nothing and ``backward`` is unavailable."""
         self.training = False
-        self._forget()
+        self.clear_cache()
         return self
 
-    def _forget(self):
-        pass
+    def clear_cache(self):
+        """Drop what the last training-mode ``forward`` kept for ``backward``."""
+        self.cache = None
 
-    def _need(self, value, what="the forward input"):
-        if value is None:
+    def _keep(self, value):
+        self.cache = value if self.training else None
+
+    def _cached(self, what="the forward input"):
+        if self.cache is None:
             raise RuntimeError(
                 f"{self!r}.backward: no {what} is stored; call forward() in training mode "
                 "(layer.train()) first"
             )
-        return value
+        return self.cache
 
     def output_shape(self, shape):
         """Per-sample output shape for a per-sample input ``shape`` (no batch axis)."""
@@ -130,11 +139,11 @@ class Layer:
 
     def astype(self, dtype):
         """Convert the parameters to ``dtype`` in place (and drop stale gradients)."""
-        dt = _float_dtype(type(self).__name__, dtype)
+        dt = param_dtype(type(self).__name__, dtype)
         for k, v in self.params.items():
             self.params[k] = v.astype(dt)
         self.grads.clear()
-        self._forget()
+        self.clear_cache()
         return self
 
     def config(self) -> dict:
@@ -154,12 +163,14 @@ class Conv2D(Layer):
 
     Parameters
     ----------
-    in_channels, out_channels : int
-        C and F.
+    in_channels : int
+        C, the number of input channels.
+    out_channels : int
+        F, the number of filters (output channels).
     kernel_size : int or (int, int)
         (KH, KW).
     stride : int or (int, int), default 1
-    padding : int, (int, int) or 'same'/'valid', default 0
+    padding : int, (int, int), ((int, int), (int, int)) or 'same'/'valid', default 0
         As :func:`cycnn.conv2d_forward`.
     rng : numpy.random.Generator, int or None
         Source of the He-normal initial weights; biases start at zero.
@@ -169,7 +180,11 @@ class Conv2D(Layer):
     ----------
     params : {"weight": (F, C, KH, KW), "bias": (F,)}
         PyTorch's ``Conv2d`` names and layout.
+    pads : ((int, int), (int, int))
+        The padding resolved to ``((pt, pb), (pl, pr))``.
     """
+
+    has_params = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
                  rng=None, dtype=np.float32):
@@ -179,34 +194,34 @@ class Conv2D(Layer):
         self.out_channels = as_int(cls, "out_channels", out_channels, 1)
         self.kernel_size = as_pair(cls, "kernel_size", kernel_size, 1)
         self.stride = as_pair(cls, "stride", stride, 1)
-        self.padding = padding if isinstance(padding, str) else as_pair(cls, "padding", padding, 0)
-        self._pads = resolve_padding(self.padding, self.kernel_size, self.stride, func=cls)
-        dt = _float_dtype(cls, dtype)
+        self.pads = resolve_padding(padding, self.kernel_size, self.stride, func=cls)
+        if isinstance(padding, str):
+            self.padding = padding
+        elif self.pads[0][0] == self.pads[0][1] and self.pads[1][0] == self.pads[1][1]:
+            self.padding = (self.pads[0][0], self.pads[1][0])
+        else:
+            self.padding = self.pads
+        dt = param_dtype(cls, dtype)
         KH, KW = self.kernel_size
         fan_in = self.in_channels * KH * KW
         self.params["weight"] = he_normal((self.out_channels, self.in_channels, KH, KW),
                                           fan_in, rng, dt)
         self.params["bias"] = np.zeros(self.out_channels, dt)
-        self._x = None
 
     def forward(self, x):
         y = conv2d_forward(x, self.params["weight"], self.params["bias"], self.stride,
-                           self._pads)
-        self._x = x if self.training else None
+                           self.pads)
+        self._keep(x)
         return y
 
     def backward(self, dy, need_dx=True):
         """Gradients of the weight and bias into ``grads``; returns dx (None if not
         ``need_dx``: a first layer has nobody to pass it to)."""
-        x = self._need(self._x)
-        dx, dw, db = conv2d_backward(dy, x, self.params["weight"], self.stride, self._pads,
-                                     need_dx=need_dx)
+        dx, dw, db = conv2d_backward(dy, self._cached(), self.params["weight"], self.stride,
+                                     self.pads, need_dx=need_dx)
         self.grads["weight"] = dw
         self.grads["bias"] = db
         return dx
-
-    def _forget(self):
-        self._x = None
 
     def output_shape(self, shape):
         if len(shape) != 3:
@@ -216,16 +231,18 @@ class Conv2D(Layer):
         if C != self.in_channels:
             raise ValueError(f"expects per-sample input ({self.in_channels}, H, W) "
                              f"(C={self.in_channels} input channels), got {tuple(shape)}")
-        (pt, pb), (pl, pr) = self._pads
+        (pt, pb), (pl, pr) = self.pads
         KH, KW = self.kernel_size
         if KH > H + pt + pb or KW > W + pl + pr:
             raise ValueError(f"kernel {KH}x{KW} is larger than the padded input "
                              f"{H + pt + pb}x{W + pl + pr} (per-sample shape {tuple(shape)})")
-        sh, sw = self.stride
-        return (self.out_channels, (H + pt + pb - KH) // sh + 1, (W + pl + pr - KW) // sw + 1)
+        (sh, sw) = self.stride
+        return (self.out_channels, conv_output_size(H, KH, sh, (pt, pb)),
+                conv_output_size(W, KW, sw, (pl, pr)))
 
     def config(self):
-        pad = self.padding if isinstance(self.padding, str) else list(self.padding)
+        pad = self.padding if isinstance(self.padding, str) else \
+            [list(p) if isinstance(p, tuple) else p for p in self.padding]
         return {"type": "Conv2D", "in_channels": self.in_channels,
                 "out_channels": self.out_channels, "kernel_size": list(self.kernel_size),
                 "stride": list(self.stride), "padding": pad}
@@ -247,18 +264,15 @@ class _Pool2D(Layer):
         cls = type(self).__name__
         self.kernel_size = as_pair(cls, "kernel_size", kernel_size, 1)
         self.stride = self.kernel_size if stride is None else as_pair(cls, "stride", stride, 1)
-        self._cache = None
 
     def forward(self, x):
         y, cache = type(self)._forward(x, self.kernel_size, self.stride)
-        self._cache = cache if self.training else None
+        self._keep(cache)
         return y
 
-    def backward(self, dy):
-        return type(self)._backward(dy, self._need(self._cache, "forward cache"))
-
-    def _forget(self):
-        self._cache = None
+    def backward(self, dy, need_dx=True):
+        cache = self._cached("forward cache")
+        return type(self)._backward(dy, cache) if need_dx else None
 
     def output_shape(self, shape):
         if len(shape) != 3:
@@ -268,7 +282,7 @@ class _Pool2D(Layer):
         if KH > H or KW > W:
             raise ValueError(f"window {KH}x{KW} is larger than the input {H}x{W}")
         sh, sw = self.stride
-        return (C, (H - KH) // sh + 1, (W - KW) // sw + 1)
+        return (C, conv_output_size(H, KH, sh), conv_output_size(W, KW, sw))
 
     def config(self):
         return {"type": type(self).__name__, "kernel_size": list(self.kernel_size),
@@ -302,19 +316,13 @@ class AvgPool2D(_Pool2D):
 class ReLU(Layer):
     """``y = max(x, 0)``; the gradient passes where ``x > 0``."""
 
-    def __init__(self):
-        super().__init__()
-        self._x = None
-
     def forward(self, x):
-        self._x = x if self.training else None
+        self._keep(x)
         return relu_forward(x)
 
-    def backward(self, dy):
-        return relu_backward(dy, self._need(self._x))
-
-    def _forget(self):
-        self._x = None
+    def backward(self, dy, need_dx=True):
+        x = self._cached()
+        return relu_backward(dy, x) if need_dx else None
 
     def __repr__(self):
         return "ReLU()"
@@ -323,19 +331,13 @@ class ReLU(Layer):
 class Flatten(Layer):
     """``(N, C, H, W) -> (N, C*H*W)``, a view when the input is contiguous."""
 
-    def __init__(self):
-        super().__init__()
-        self._shape = None
-
     def forward(self, x):
-        self._shape = x.shape if self.training else None
+        self._keep(x.shape)
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy):
-        return dy.reshape(self._need(self._shape, "input shape"))
-
-    def _forget(self):
-        self._shape = None
+    def backward(self, dy, need_dx=True):
+        shape = self._cached("input shape")
+        return dy.reshape(shape) if need_dx else None
 
     def output_shape(self, shape):
         return (int(np.prod(shape, dtype=np.int64)),)
@@ -362,29 +364,27 @@ class Dense(Layer):
     params : {"weight": (D_out, D_in), "bias": (D_out,)}
     """
 
+    has_params = True
+
     def __init__(self, in_features, out_features, *, rng=None, dtype=np.float32):
         super().__init__()
         cls = "Dense"
         self.in_features = as_int(cls, "in_features", in_features, 1)
         self.out_features = as_int(cls, "out_features", out_features, 1)
-        dt = _float_dtype(cls, dtype)
+        dt = param_dtype(cls, dtype)
         self.params["weight"] = he_normal((self.out_features, self.in_features),
                                           self.in_features, rng, dt)
         self.params["bias"] = np.zeros(self.out_features, dt)
-        self._x = None
 
     def forward(self, x):
-        self._x = x if self.training else None
+        self._keep(x)
         return dense_forward(x, self.params["weight"], self.params["bias"])
 
-    def backward(self, dy):
-        dx, dw, db = dense_backward(dy, self._need(self._x), self.params["weight"])
+    def backward(self, dy, need_dx=True):
+        dx, dw, db = dense_backward(dy, self._cached(), self.params["weight"])
         self.grads["weight"] = dw
         self.grads["bias"] = db
-        return dx
-
-    def _forget(self):
-        self._x = None
+        return dx if need_dx else None
 
     def output_shape(self, shape):
         if tuple(shape) != (self.in_features,):
@@ -436,7 +436,11 @@ LAYERS = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, AvgPool2D, ReLU, Flat
 
 
 def layer_from_config(config: dict, dtype=np.float32) -> Layer:
-    """Rebuild a layer from :meth:`Layer.config` (parameters freshly initialised)."""
+    """Rebuild a layer from :meth:`Layer.config` (parameters freshly initialised).
+
+    Raises ValueError for an unknown type or arguments the layer does not take, so that a
+    hand-edited checkpoint header is reported as such.
+    """
     if not isinstance(config, dict) or config.get("type") not in LAYERS:
         kind = config.get("type") if isinstance(config, dict) else config
         raise ValueError(f"unknown layer type {kind!r}; known: {', '.join(LAYERS)}")
@@ -445,6 +449,9 @@ def layer_from_config(config: dict, dtype=np.float32) -> Layer:
     for k in ("kernel_size", "stride", "padding"):
         if isinstance(cfg.get(k), list):
             cfg[k] = tuple(cfg[k])
-    if cls in (Conv2D, Dense):
-        return cls(**cfg, rng=0, dtype=dtype)
-    return cls(**cfg)
+    if cls.has_params:
+        cfg.update(rng=0, dtype=dtype)
+    try:
+        return cls(**cfg)
+    except TypeError as e:
+        raise ValueError(f"{cls.__name__}: bad arguments {sorted(config)}: {e}") from None

@@ -15,7 +15,7 @@ import numpy as np
 from ._validate import as_array, check_ndim, float_dtype
 from .activations import log_softmax
 
-__all__ = ["softmax_cross_entropy", "mse_loss", "MSE_REDUCTIONS"]
+__all__ = ["softmax_cross_entropy", "mse_loss"]
 
 #: The reductions :func:`mse_loss` accepts.
 MSE_REDUCTIONS = ("mean", "sum", "half_sum")

@@ -12,26 +12,12 @@ Gradient descent in its plainest form is ``w <- w - lr * dE/dw``.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-__all__ = ["Optimizer", "SGD", "Adam", "get_optimizer"]
+from ._validate import as_real
 
-
-def _check_lr(cls, lr):
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"{cls}: learning rate lr must be a finite number > 0, got {lr!r}")
-    return float(lr)
-
-
-def _check_range(cls, name, v, lo, hi, hi_open=True):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (
-        lo <= v < hi if hi_open else lo <= v <= hi
-    ):
-        bound = f"[{lo}, {hi})" if hi_open else f"[{lo}, {hi}]"
-        raise ValueError(f"{cls}: {name} must be in {bound}, got {v!r}")
-    return float(v)
+__all__ = ["Optimizer", "SGD", "Adam"]
 
 
 class Optimizer:
@@ -83,16 +69,53 @@ class Optimizer:
                   for slot, arr in st.items()}
         return cfg, arrays
 
-    def load_state_dict(self, config: dict, arrays: dict) -> None:
-        """Restore what :meth:`state_dict` returned (hyperparameters are not changed)."""
+    def _required_slots(self) -> tuple[str, ...]:
+        """The state arrays every parameter with a step count must have."""
+        return self._slots
+
+    def load_state_dict(self, config: dict, arrays: dict, shapes: dict | None = None) -> None:
+        """Restore what :meth:`state_dict` returned (hyperparameters are not changed).
+
+        ``shapes`` (parameter name -> shape), when given, is what the state must fit:
+        every parameter with a step count must have each of its state arrays, of that
+        parameter's shape, and no state may belong to an unknown parameter. Nothing is
+        changed unless all of it fits.
+        """
+        cls = type(self).__name__
+        steps = config.get("steps", {})
+        if not isinstance(steps, dict):
+            raise ValueError(f"{cls}: steps must be a dict of step counts, got {steps!r}")
+        steps = {str(k): int(v) for k, v in steps.items()}
         state: dict[str, dict[str, np.ndarray]] = {}
         for key, arr in arrays.items():
             slot, _, name = key.partition("/")
             if slot not in self._slots or not name:
-                raise ValueError(f"{type(self).__name__}: unknown state entry {key!r}")
+                raise ValueError(f"{cls}: unknown state entry {key!r}")
+            arr = np.asarray(arr)
+            if arr.dtype.kind != "f":
+                raise ValueError(f"{cls}: state {key!r} has dtype {arr.dtype}, not float")
+            if shapes is not None:
+                if name not in shapes:
+                    raise ValueError(f"{cls}: state {key!r} of shape {arr.shape} matches no "
+                                     "parameter of the model")
+                if arr.shape != tuple(shapes[name]):
+                    raise ValueError(f"{cls}: state {key!r} has shape {arr.shape} but the "
+                                     f"parameter has shape {tuple(shapes[name])}")
             state.setdefault(name, {})[slot] = np.array(arr)
+        if shapes is not None:
+            unknown = sorted(set(steps) - set(shapes))
+            if unknown:
+                raise ValueError(f"{cls}: step counts for unknown parameters {unknown}")
+        for name in steps:
+            missing = [s for s in self._required_slots() if s not in state.get(name, {})]
+            if missing and steps[name] > 0:
+                raise ValueError(f"{cls}: parameter {name!r} has taken {steps[name]} step(s) "
+                                 f"but its state {missing} is missing")
+        stray = sorted(set(state) - set(steps))
+        if stray:
+            raise ValueError(f"{cls}: state for {stray} without a step count")
         self.state = state
-        self.steps = {str(k): int(v) for k, v in config.get("steps", {}).items()}
+        self.steps = steps
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
@@ -124,12 +147,15 @@ class SGD(Optimizer):
 
     def __init__(self, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         super().__init__()
-        self.lr = _check_lr("SGD", lr)
-        self.momentum = _check_range("SGD", "momentum", momentum, 0.0, 1.0)
-        self.weight_decay = _check_range("SGD", "weight_decay", weight_decay, 0.0, math.inf)
+        self.lr = as_real("SGD", "lr", lr, 0.0, lo_open=True)
+        self.momentum = as_real("SGD", "momentum", momentum, 0.0, 1.0, hi_open=True)
+        self.weight_decay = as_real("SGD", "weight_decay", weight_decay, 0.0)
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
+
+    def _required_slots(self):
+        return self._slots if self.momentum else ()
 
     def config(self):
         return {"type": "SGD", "lr": self.lr, "momentum": self.momentum,
@@ -171,13 +197,13 @@ class Adam(Optimizer):
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__()
-        self.lr = _check_lr("Adam", lr)
+        self.lr = as_real("Adam", "lr", lr, 0.0, lo_open=True)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"Adam: betas must be a pair, got {betas!r}")
-        self.betas = (_check_range("Adam", "betas[0]", betas[0], 0.0, 1.0),
-                      _check_range("Adam", "betas[1]", betas[1], 0.0, 1.0))
-        self.eps = _check_range("Adam", "eps", eps, 0.0, math.inf)
-        self.weight_decay = _check_range("Adam", "weight_decay", weight_decay, 0.0, math.inf)
+        self.betas = (as_real("Adam", "betas[0]", betas[0], 0.0, 1.0, hi_open=True),
+                      as_real("Adam", "betas[1]", betas[1], 0.0, 1.0, hi_open=True))
+        self.eps = as_real("Adam", "eps", eps, 0.0)
+        self.weight_decay = as_real("Adam", "weight_decay", weight_decay, 0.0)
 
     def config(self):
         return {"type": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
@@ -206,12 +232,20 @@ _OPTIMIZERS = {"SGD": SGD, "Adam": Adam}
 
 
 def get_optimizer(config: dict) -> Optimizer:
-    """Rebuild an optimizer from :meth:`Optimizer.config` (as saved in a checkpoint)."""
+    """Rebuild an optimizer from :meth:`Optimizer.config` (as saved in a checkpoint).
+
+    Raises ValueError for an unknown type or arguments the optimizer does not take.
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"an optimizer config must be a dict, got {config!r}")
     cfg = dict(config)
     kind = cfg.pop("type", None)
     cfg.pop("steps", None)
     if kind not in _OPTIMIZERS:
         raise ValueError(f"unknown optimizer type {kind!r}; known: {', '.join(_OPTIMIZERS)}")
-    if "betas" in cfg:
+    if isinstance(cfg.get("betas"), list):
         cfg["betas"] = tuple(cfg["betas"])
-    return _OPTIMIZERS[kind](**cfg)
+    try:
+        return _OPTIMIZERS[kind](**cfg)
+    except TypeError as e:
+        raise ValueError(f"{kind}: bad arguments {sorted(cfg)}: {e}") from None

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+import cycnn
+
 #: relative tolerance per dtype when comparing two correct implementations
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -11,6 +13,25 @@ DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", 
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261123)
+
+
+#: skip a test that needs two threads when the kernels were built without OpenMP
+needs_openmp = pytest.mark.skipif(
+    not cycnn.build_info()["openmp"],
+    reason="the kernels were built without OpenMP (CYCNN_NO_OPENMP=1 or no compiler "
+    "support): every loop runs on one thread, so there is nothing to compare",
+)
+
+
+@pytest.fixture
+def always_parallel(monkeypatch):
+    """Lower the size thresholds below which cycnn's loops stay on one thread, so that
+    ``threads=2`` really runs two threads even on the small arrays of a test."""
+    import cycnn.conv
+    import cycnn.pool
+
+    monkeypatch.setattr(cycnn.conv, "PARALLEL_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cycnn.pool, "PARALLEL_MIN_ELEMENTS", 0)
 
 
 def torch_or_skip():

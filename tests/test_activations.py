@@ -5,9 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from cycnn import gradcheck, log_softmax, relu_backward, relu_forward, softmax
-
 from conftest import DTYPES, torch_or_skip
+from cycnn import gradcheck, log_softmax, relu_backward, relu_forward, softmax
 
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 

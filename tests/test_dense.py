@@ -5,9 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from cycnn import dense_backward, dense_forward, gradcheck
-
 from conftest import DTYPES, torch_or_skip
+from cycnn import dense_backward, dense_forward, gradcheck
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import cycnn
+from conftest import DTYPES, RTOL, torch_or_skip
 from cycnn.layers import (
     AvgPool2D,
     Conv2D,
@@ -18,8 +19,6 @@ from cycnn.layers import (
     he_normal,
     layer_from_config,
 )
-
-from conftest import DTYPES, RTOL, torch_or_skip
 
 
 def _layers(dtype, rng=0):
@@ -60,7 +59,8 @@ def test_backward_matches_finite_differences(rng, name):
         x = np.where(np.abs(x) < 0.05, 0.5, x)
     dy = rng.standard_normal(layer.forward(x).shape)
     dx = layer.backward(dy)
-    loss = lambda: float(np.sum(dy * layer.forward(x)))
+    def loss():
+        return float(np.sum(dy * layer.forward(x)))
     eps = 1e-6
     for arr, grad in [(x, dx)] + [(layer.params[k], layer.grads[k]) for k in layer.params]:
         flat, gflat = arr.reshape(-1), grad.reshape(-1)
@@ -119,7 +119,7 @@ def test_eval_mode_keeps_nothing_and_backward_then_fails(rng):
     conv = Conv2D(1, 2, 3, rng=0)
     conv.eval()
     conv.forward(rng.standard_normal((1, 1, 5, 5)).astype(np.float32))
-    assert conv._x is None
+    assert conv.cache is None
     with pytest.raises(RuntimeError, match="training mode"):
         conv.backward(np.zeros((1, 2, 3, 3), np.float32))
     conv.train()
@@ -174,7 +174,7 @@ def test_layers_match_torch_modules(rng, name):
     layer, shape = _layers(np.float64)[name]
     nn = torch.nn
     if isinstance(layer, Conv2D):
-        (pt, _), (pl, _) = layer._pads
+        (pt, _), (pl, _) = layer.pads
         tm = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
                        layer.stride, (pt, pl)).double()
     elif isinstance(layer, Dense):

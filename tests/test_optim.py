@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from cycnn.optim import SGD, Adam, get_optimizer
-
 from conftest import torch_or_skip
+from cycnn.optim import SGD, Adam, get_optimizer
 
 SHAPES = {"0.weight": (4, 3, 2, 2), "0.bias": (4,), "3.weight": (5, 16)}
 
@@ -107,10 +106,17 @@ def test_state_dict_round_trip_continues_identically(rng):
         np.testing.assert_array_equal(params[k], twin[k])
 
 
-@pytest.mark.parametrize("bad", [0, -0.1, float("nan"), "0.1", True])
+@pytest.mark.parametrize("bad", [0, -0.1, float("nan"), float("inf")])
 def test_bad_learning_rate_is_refused(bad):
     for cls in (SGD, Adam):
-        with pytest.raises(ValueError, match="learning rate"):
+        with pytest.raises(ValueError, match=rf"{cls.__name__}: lr must be a finite number > 0"):
+            cls(lr=bad)
+
+
+@pytest.mark.parametrize("bad", ["0.1", True, None])
+def test_learning_rate_of_the_wrong_type_is_refused(bad):
+    for cls in (SGD, Adam):
+        with pytest.raises(TypeError, match=rf"{cls.__name__}: lr must be a number > 0"):
             cls(lr=bad)
 
 

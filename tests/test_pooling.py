@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import cycnn
+from conftest import DTYPES, torch_or_skip
 from cycnn import (
     AvgPoolCache,
     MaxPoolCache,
@@ -15,8 +16,6 @@ from cycnn import (
     max_pool2d_forward,
     max_pool_mask,
 )
-
-from conftest import DTYPES, torch_or_skip
 
 #: the 4x4 input of the lecture's max-pool example (window maxima 6, 8, 3, 4)
 SEED_X = np.array([[1, 1, 2, 4],

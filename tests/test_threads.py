@@ -1,6 +1,9 @@
 """Small calls run on one thread (waking a second costs more than it saves), so these
-tests lower the size thresholds to force the parallel loops on small arrays and check
-they give the one-thread results exactly: every parallel index owns its output slice."""
+tests lower the size thresholds (the ``always_parallel`` fixture) to force the parallel
+loops on small arrays and check they give the one-thread results exactly: every parallel
+index owns its output slice and adds its terms in the same order whatever the thread
+count, and the BLAS call of the im2col route is the same call either way (``threads=``
+sets only cycnn's own loops), so equal inputs give equal bits."""
 
 import numpy as np
 import pytest
@@ -8,12 +11,7 @@ import pytest
 import cycnn
 import cycnn.conv
 import cycnn.pool
-
-
-@pytest.fixture
-def always_parallel(monkeypatch):
-    monkeypatch.setattr(cycnn.conv, "PARALLEL_MIN_ELEMENTS", 0)
-    monkeypatch.setattr(cycnn.pool, "PARALLEL_MIN_ELEMENTS", 0)
+from conftest import needs_openmp
 
 
 def test_threads_for_uses_one_thread_below_the_threshold():
@@ -23,6 +21,7 @@ def test_threads_for_uses_one_thread_below_the_threshold():
     assert cycnn.pool._threads_for(cycnn.pool.PARALLEL_MIN_ELEMENTS, 2) == 2
 
 
+@needs_openmp
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_im2col_route_on_two_threads_matches_one(always_parallel, dtype):
     rng = np.random.default_rng(11)
@@ -40,6 +39,7 @@ def test_im2col_route_on_two_threads_matches_one(always_parallel, dtype):
         np.testing.assert_allclose(a, b_, rtol=tol, atol=tol)
 
 
+@needs_openmp
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("size,stride", [(2, None), (3, 2), (3, 1)], ids=["2s2", "3s2", "3s1"])
 def test_pooling_on_two_threads_matches_one(always_parallel, kind, size, stride):

@@ -5,11 +5,9 @@ import numpy as np
 import pytest
 
 import cycnn
-from cycnn import SGD, Adam, SoftmaxCrossEntropy, lenet5
-from cycnn.datasets import load_digits
-from cycnn.model import epoch_order, to_torch
-
 from conftest import torch_or_skip
+from cycnn import SGD, Adam, epoch_order, lenet5, to_torch
+from cycnn.datasets import load_digits
 
 torch = torch_or_skip()
 F = torch.nn.functional
@@ -46,14 +44,9 @@ def _torch_fit(tm, opt, x, y, order, batch_size):
 
 
 def _cycnn_steps(model, opt, x, y, order, batch_size):
-    """What Sequential.fit does, step by step, keeping every step's loss."""
-    loss_fn, losses = SoftmaxCrossEntropy(), []
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
-        losses.append(loss_fn.forward(model.forward(x[idx]), y[idx]))
-        model.backward(loss_fn.backward())
-        opt.step(model._params(), model._grads())
-    return losses
+    """The same loop in cycnn: one train_step per batch, keeping every step's loss."""
+    return [model.train_step(x[order[s:s + batch_size]], y[order[s:s + batch_size]], opt)[0]
+            for s in range(0, len(order), batch_size)]
 
 
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
@@ -78,7 +71,10 @@ def test_float64_loss_curve_matches_torch(digits, kind):
 
 
 def test_fit_uses_the_documented_batch_order(digits):
-    """Sequential.fit == the explicit loop over epoch_order batches (float64, exact)."""
+    """Sequential.fit == the explicit loop of train_step over epoch_order batches.
+
+    Bit for bit: both run the same kernels on the same batches in the same order on one
+    thread (the fixture), so every sum is added in the same order."""
     (x, y), _ = digits
     x, y = x[:200].astype(np.float64), y[:200]
     a, b = lenet5(seed=1, dtype=np.float64), lenet5(seed=1, dtype=np.float64)
