@@ -74,7 +74,8 @@ def fmt_ratio(a, b):
 def print_table(headers, rows):
     """Print a Markdown table (so it pastes into the docs unchanged)."""
     widths = [max(len(str(h)), *(len(str(r[k])) for r in rows)) for k, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    def line(cells):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
     print(line(headers))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:

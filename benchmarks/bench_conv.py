@@ -26,10 +26,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _bench  # noqa: E402  (sets OPENBLAS_THREAD_TIMEOUT before NumPy loads)
-from _bench import fmt_ms, fmt_ratio, header, median_time, print_table, threads  # noqa: E402
-
 import numpy as np  # noqa: E402
+from _bench import fmt_ms, fmt_ratio, header, median_time, print_table, threads  # noqa: E402
 
 import cycnn  # noqa: E402
 from cycnn import reference  # noqa: E402
@@ -90,7 +88,8 @@ def time_row(name, dtype, nthreads, repeat, ref_repeat, torch, min_time=0.0):
                 args = ([b.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], 1,
                         [True, True, True])
                 bwd = torch.ops.aten.convolution_backward
-                for got, want in zip(cycnn.conv2d_backward(dy, x, w, s, p), bwd(dyt, xt, wt, *args)):
+                grads = cycnn.conv2d_backward(dy, x, w, s, p)
+                for got, want in zip(grads, bwd(dyt, xt, wt, *args)):
                     scale = max(1.0, float(want.abs().max()))
                     assert np.allclose(got, want.numpy(), rtol=tol, atol=tol * scale), name
                 t["th_b"] = median_time(lambda: bwd(dyt, xt, wt, *args), **timed)
@@ -126,8 +125,8 @@ def main(argv=None):
         torch = None
 
     print(header())
-    print("load average at start: %.2f %.2f %.2f (other work on the machine skews times)"
-          % os.getloadavg())
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"load average at start: {load} (other work on the machine skews times)")
     print(f"medians of >= {repeat} calls over >= {min_time} s (NumPy reference: {ref_repeat} "
           "calls); ratios > 1: cycnn slower")
     print()
@@ -151,7 +150,7 @@ def main(argv=None):
                 print(f"  done {describe(name)} {np.dtype(dtype).name} threads={n}",
                       file=sys.stderr, flush=True)
     print_table(headers, rows)
-    print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
+    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -38,9 +38,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _bench  # noqa: E402,F401  (sets OPENBLAS_THREAD_TIMEOUT before NumPy loads)
-from _bench import fmt_ms, fmt_ratio, header, median_time, print_table, threads  # noqa: E402
-
 import numpy as np  # noqa: E402
+from _bench import fmt_ms, fmt_ratio, header, median_time, print_table, threads  # noqa: E402
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 import cycnn  # noqa: E402

@@ -57,8 +57,8 @@ def split(images: np.ndarray, labels: np.ndarray, seed: int = SEED):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=None, help="mnist_5k.csv.gz to read")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).resolve().parents[1] / "cycnn" / "data" / "digits.npz")
+    default_out = Path(__file__).resolve().parents[1] / "cycnn" / "data" / "digits.npz"
+    parser.add_argument("--out", type=Path, default=default_out)
     args = parser.parse_args(argv)
     src = args.source or find_source()
     with gzip.open(src, "rt") as fh:
