@@ -49,7 +49,8 @@ def softmax_cross_entropy(logits, labels):
     ------
     ValueError
         ``logits`` not 2-D or empty; labels of the wrong length or shape; class indices
-        outside ``[0, K)``.
+        outside ``[0, K)``; a NaN or infinite target probability (PyTorch returns a NaN
+        loss instead; cycnn names the entry, since a NaN target is a bug upstream).
     TypeError
         Non-numeric arrays; labels given as ``(N,)`` that are not integers (floats or
         booleans: pass class indices as ints, or distributions as ``(N, K)``).
@@ -57,7 +58,8 @@ def softmax_cross_entropy(logits, labels):
     Notes
     -----
     The loss is computed from :func:`cycnn.log_softmax`, so logits of any size give a
-    finite loss and a gradient without NaN.
+    finite loss and a gradient without NaN. A NaN logit is not refused: it makes its row's
+    loss and gradient NaN, as in PyTorch.
 
     Examples
     --------
@@ -104,6 +106,13 @@ def softmax_cross_entropy(logits, labels):
                 f"{(N, K)}, got labels.shape={labels.shape}"
             )
         target = np.ascontiguousarray(labels, dtype=dt)
+        bad = ~np.isfinite(target)
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{func}: labels must be finite probabilities; found {target[at]} at {at} "
+                f"(labels.shape={labels.shape})"
+            )
     else:
         raise ValueError(
             f"{func}: labels must be (N,) class indices or (N, K) distributions with "
