@@ -133,7 +133,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     chosen = [m for m in MUTATIONS if not args.names or m[0] in args.names]
     if args.list or not chosen:
-        for name, path, old, new, tests in MUTATIONS:
+        for name, path, old, new, _tests in MUTATIONS:
             print(f"{name:32} {path}: {old!r} -> {new!r}")
         return 0
     survived = 0
