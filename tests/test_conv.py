@@ -868,7 +868,7 @@ def test_default_build_is_the_best_this_cpu_runs():
     if os.environ.get("CYCNN_FORCE_BASELINE", "") not in ("", "0"):
         expected = "baseline x86-64"
     info = cycnn.build_info()
-    assert info["kernels"] == {"_conv": expected, "_pool": expected}
+    assert info["kernels"] == {"_conv": expected, "_fastconv": expected, "_pool": expected}
     assert isinstance(info["openmp"], bool)
 
 
