@@ -55,81 +55,97 @@ from libc.string cimport memset
 
 cdef extern from *:
     """
-    /* The register tile of each build variant. The forward and input-gradient kernel keeps
-       CYCNN_MR rows by CYCNN_NV vectors of outputs in registers, the weight-gradient kernel
-       CYCNN_MR rows by CYCNN_KR taps, each a vector of partial sums: 18 and 24 of the 32
-       registers of AVX-512, 12 of the 16 of AVX2 and SSE2. */
+    /* The register tiles of each build variant: the forward and input-gradient kernel
+       keeps MR rows (filters, or taps) by CYCNN_NV vectors of outputs in registers, the
+       weight-gradient kernel MR filters by KR taps, each a vector of partial sums. Two row
+       counts per build, A and B, so that 6, 16 or 32 filters fill whole tiles: 18 or 24
+       of the 32 registers of AVX-512, 9 or 12 of the 16 of AVX2 and SSE2. Three vectors
+       per row: gcc 12 vectorises a lane loop of two vectors badly (it keeps the partial
+       sums in memory), and one of three well. */
     #if defined(__AVX512F__)
     #  define CYCNN_VBYTES 64
-    #  define CYCNN_NV 3
-    #  define CYCNN_KR 4
-    #elif defined(__AVX__)
-    #  define CYCNN_VBYTES 32
-    #  define CYCNN_NV 2
-    #  define CYCNN_KR 2
+    #  define CYCNN_MR_A 6
+    #  define CYCNN_KR_A 4
+    #  define CYCNN_MR_B 8
+    #  define CYCNN_KR_B 3
     #else
-    #  define CYCNN_VBYTES 16
-    #  define CYCNN_NV 2
-    #  define CYCNN_KR 2
+    #  if defined(__AVX__)
+    #    define CYCNN_VBYTES 32
+    #  else
+    #    define CYCNN_VBYTES 16
+    #  endif
+    #  define CYCNN_MR_A 3
+    #  define CYCNN_KR_A 4
+    #  define CYCNN_MR_B 4
+    #  define CYCNN_KR_B 3
     #endif
-    #define CYCNN_MR 6
-    #define CYCNN_NN_ACC (CYCNN_MR * CYCNN_NV * CYCNN_VBYTES / 4)
-    #define CYCNN_DOT_ACC (CYCNN_MR * CYCNN_KR)
+    #define CYCNN_NV 3
+    #define CYCNN_MR_MAX (CYCNN_MR_A > CYCNN_MR_B ? CYCNN_MR_A : CYCNN_MR_B)
+    #define CYCNN_NN_ACC (CYCNN_MR_MAX * CYCNN_NV * CYCNN_VBYTES / 4)
+    #define CYCNN_DOT_ACC 24
     """
     enum: CYCNN_VBYTES
     enum: CYCNN_NV
-    enum: CYCNN_KR
-    enum: CYCNN_MR
+    enum: CYCNN_MR_A
+    enum: CYCNN_KR_A
+    enum: CYCNN_MR_B
+    enum: CYCNN_KR_B
+    enum: CYCNN_MR_MAX
     enum: CYCNN_NN_ACC
     enum: CYCNN_DOT_ACC
 
-#: the register tile this build uses (conv._FastPlan sizes everything from it)
-TILE = {"vector_bytes": CYCNN_VBYTES, "mr": CYCNN_MR, "nv": CYCNN_NV, "kr": CYCNN_KR}
+#: the register tiles this build offers, as (MR, KR) pairs: MR rows of the forward /
+#: input-gradient tile (by NV vectors of lanes) and MR x KR for the weight gradient
+#: (conv._FastPlan sizes everything from it)
+TILE = {"vector_bytes": CYCNN_VBYTES, "nv": CYCNN_NV,
+        "shapes": ((CYCNN_MR_A, CYCNN_KR_A), (CYCNN_MR_B, CYCNN_KR_B))}
 
 
 # --------------------------------------------------------------------------- micro-kernels
 
 cdef inline void _nn_tile(const floating* a, const floating* src, const int64_t* off,
                           Py_ssize_t K, const floating* init, floating* out,
-                          Py_ssize_t ldo) noexcept nogil:
+                          Py_ssize_t ldo, const Py_ssize_t MR) noexcept nogil:
     # out[r, l] = init[r] + sum_{k<K} a[k, r] * src[off[k] + l]   (r < MR, l < NV*L)
-    # The lane loop has a constant length of NV vectors, so gcc unrolls it into NV vector
-    # FMAs per row and keeps all MR*NV accumulators in registers across the k loop.
+    # Every call passes MR as a literal, so gcc compiles one copy per MR; the lane loop has
+    # a constant length of NV vectors, so it becomes NV vector FMAs per row, and all MR*NV
+    # accumulators stay in registers across the k loop.
     cdef floating acc[CYCNN_NN_ACC]
     cdef Py_ssize_t NL = CYCNN_NV * (CYCNN_VBYTES // sizeof(floating))
     cdef Py_ssize_t k, r, l
     cdef const floating* s
     cdef floating v
-    for r in range(CYCNN_MR):
+    for r in range(MR):
         for l in range(NL):
             acc[r * NL + l] = init[r]
     for k in range(K):
         s = src + off[k]
-        for r in range(CYCNN_MR):
-            v = a[k * CYCNN_MR + r]
+        for r in range(MR):
+            v = a[k * MR + r]
             for l in range(NL):
                 acc[r * NL + l] += v * s[l]
-    for r in range(CYCNN_MR):
+    for r in range(MR):
         for l in range(NL):
             out[r * ldo + l] = acc[r * NL + l]
 
 
 cdef inline void _dot_tile(const floating* a, Py_ssize_t lda, const floating* src,
                            const int64_t* off, Py_ssize_t T, floating* out,
-                           Py_ssize_t ldo) noexcept nogil:
+                           Py_ssize_t ldo, const Py_ssize_t MR,
+                           const Py_ssize_t KR) noexcept nogil:
     # out[r, s] += sum_{t<T} a[r*lda + t] * src[off[s] + t]   (r < MR, s < KR)
     # gcc vectorises the t loop with one vector of partial sums per (r, s).
     cdef floating acc[CYCNN_DOT_ACC]
     cdef Py_ssize_t t, r, s
-    for r in range(CYCNN_DOT_ACC):
+    for r in range(MR * KR):
         acc[r] = 0
     for t in range(T):
-        for r in range(CYCNN_MR):
-            for s in range(CYCNN_KR):
-                acc[r * CYCNN_KR + s] += a[r * lda + t] * src[off[s] + t]
-    for r in range(CYCNN_MR):
-        for s in range(CYCNN_KR):
-            out[r * ldo + s] += acc[r * CYCNN_KR + s]
+        for r in range(MR):
+            for s in range(KR):
+                acc[r * KR + s] += a[r * lda + t] * src[off[s] + t]
+    for r in range(MR):
+        for s in range(KR):
+            out[r * ldo + s] += acc[r * KR + s]
 
 
 # --------------------------------------------------------------------------- copies
@@ -141,22 +157,23 @@ cdef floating* _aligned(floating* p) noexcept nogil:
 
 
 cdef void _pack_weights(const floating* w, Py_ssize_t F, Py_ssize_t K, Py_ssize_t Fp,
-                        floating* ap, floating* wt, Py_ssize_t Kdx) noexcept nogil:
-    # ap[fb, k, r] = w[fb*MR + r, k] (0 for rows >= F): MR filters' weights per tap, side
+                        Py_ssize_t mr, floating* ap, Py_ssize_t Kdx, Py_ssize_t mrd,
+                        floating* wt) noexcept nogil:
+    # ap[fb, k, r] = w[fb*mr + r, k] (0 for rows >= F): mr filters' weights per tap, side
     # by side, as _nn_tile reads them in the forward pass;
-    # wt[kb, f, r] = w[f, kb*MR + r] (0 for taps >= K): the transpose, for the input
+    # wt[kb, f, r] = w[f, kb*mrd + r] (0 for taps >= K): the transpose, for the input
     # gradient. Either may be NULL (not wanted).
-    cdef Py_ssize_t f, k, r
+    cdef Py_ssize_t f, k
     if ap != NULL:
         memset(ap, 0, Fp * K * sizeof(floating))
         for f in range(F):
             for k in range(K):
-                ap[((f // CYCNN_MR) * K + k) * CYCNN_MR + f % CYCNN_MR] = w[f * K + k]
+                ap[((f // mr) * K + k) * mr + f % mr] = w[f * K + k]
     if wt != NULL:
         memset(wt, 0, Kdx * F * sizeof(floating))
         for f in range(F):
             for k in range(K):
-                wt[((k // CYCNN_MR) * F + f) * CYCNN_MR + k % CYCNN_MR] = w[f * K + k]
+                wt[((k // mrd) * F + f) * mrd + k % mrd] = w[f * K + k]
 
 
 cdef floating _pack_chunk(const floating* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
@@ -255,18 +272,23 @@ cdef void _pack_dy(const floating* dy, Py_ssize_t N, Py_ssize_t F, Py_ssize_t Fp
         db[f] += acc
 
 
-cdef void _col2im(const floating* dcols, Py_ssize_t ld, const int64_t* koff, Py_ssize_t K,
-                  Py_ssize_t T, floating* dxq) noexcept nogil:
+cdef void _col2im(const floating* dcols, Py_ssize_t ld, const int64_t* koff, Py_ssize_t C,
+                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t T, floating* dxq) noexcept nogil:
     # dxq[koff[k] + t] += dcols[k, t]: every lane sends its gradient back to the element of
-    # xq it was read from; tap by tap, so consecutive additions never touch the same memory
-    cdef Py_ssize_t k, t
+    # xq it was read from. Tap by tap, channel innermost: the taps of one (p, q) read
+    # different planes of xq, so an addition never reloads a vector that the previous tap
+    # has just stored at an overlapping address (which stalls the store-to-load forwarding)
+    cdef Py_ssize_t c, p, q, k, t
     cdef floating* d
     cdef const floating* s
-    for k in range(K):
-        d = dxq + koff[k]
-        s = dcols + k * ld
-        for t in range(T):
-            d[t] += s[t]
+    for p in range(KH):
+        for q in range(KW):
+            for c in range(C):
+                k = (c * KH + p) * KW + q
+                d = dxq + koff[k]
+                s = dcols + k * ld
+                for t in range(T):
+                    d[t] += s[t]
 
 
 cdef void _unpack_dx(const floating* dxq, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
@@ -301,24 +323,81 @@ cdef void _unpack_dx(const floating* dxq, Py_ssize_t N, Py_ssize_t C, Py_ssize_t
                         row += Wc
 
 
+# --------------------------------------------------------------------------- tile loops
+# Each loop calls its micro-kernel with MR (and KR) as literals, one branch per shape.
+
+cdef void _forward_tiles(const floating* ap, const floating* bp, const floating* xq,
+                         const int64_t* koff, Py_ssize_t K, Py_ssize_t Fp, Py_ssize_t mr,
+                         Py_ssize_t ntile, floating* yw, Py_ssize_t ldw) noexcept nogil:
+    # yw[f, t] = b[f] + sum_k w[f, k] * xq[koff[k] + t], tile by tile, mr filters at a time
+    # (the tile's lanes of xq stay in L1 while every block of filters reads them)
+    cdef Py_ssize_t NL = CYCNN_NV * (CYCNN_VBYTES // sizeof(floating))
+    cdef Py_ssize_t t, fb
+    for t in range(ntile):
+        if mr == CYCNN_MR_A:
+            for fb in range(Fp // CYCNN_MR_A):
+                _nn_tile(ap + fb * CYCNN_MR_A * K, xq + t * NL, koff, K, bp + fb * CYCNN_MR_A,
+                         yw + fb * CYCNN_MR_A * ldw + t * NL, ldw, CYCNN_MR_A)
+        else:
+            for fb in range(Fp // CYCNN_MR_B):
+                _nn_tile(ap + fb * CYCNN_MR_B * K, xq + t * NL, koff, K, bp + fb * CYCNN_MR_B,
+                         yw + fb * CYCNN_MR_B * ldw + t * NL, ldw, CYCNN_MR_B)
+
+
+cdef void _dw_tiles(const floating* dyw, Py_ssize_t ldw, const floating* xq,
+                    const int64_t* koff, Py_ssize_t Fp, Py_ssize_t Kdot, Py_ssize_t mr,
+                    Py_ssize_t T, floating* pdw) noexcept nogil:
+    # pdw[f, k] += sum_{t<T} dyw[f, t] * xq[koff[k] + t], in tiles of mr filters x KR taps
+    cdef Py_ssize_t fb, kb
+    if mr == CYCNN_MR_A:
+        for fb in range(Fp // CYCNN_MR_A):
+            for kb in range(Kdot // CYCNN_KR_A):
+                _dot_tile(dyw + fb * CYCNN_MR_A * ldw, ldw, xq, koff + kb * CYCNN_KR_A, T,
+                          pdw + fb * CYCNN_MR_A * Kdot + kb * CYCNN_KR_A, Kdot,
+                          CYCNN_MR_A, CYCNN_KR_A)
+    else:
+        for fb in range(Fp // CYCNN_MR_B):
+            for kb in range(Kdot // CYCNN_KR_B):
+                _dot_tile(dyw + fb * CYCNN_MR_B * ldw, ldw, xq, koff + kb * CYCNN_KR_B, T,
+                          pdw + fb * CYCNN_MR_B * Kdot + kb * CYCNN_KR_B, Kdot,
+                          CYCNN_MR_B, CYCNN_KR_B)
+
+
+cdef void _dx_tiles(const floating* wt, const floating* dyw, const int64_t* foff,
+                    Py_ssize_t F, Py_ssize_t Kdx, Py_ssize_t mrd, Py_ssize_t ntile,
+                    const floating* zeros, floating* dcols, Py_ssize_t ldw) noexcept nogil:
+    # dcols[k, t] = sum_f w[f, k] * dyw[f, t], tile by tile, mrd taps at a time
+    cdef Py_ssize_t NL = CYCNN_NV * (CYCNN_VBYTES // sizeof(floating))
+    cdef Py_ssize_t t, kb
+    for t in range(ntile):
+        if mrd == CYCNN_MR_A:
+            for kb in range(Kdx // CYCNN_MR_A):
+                _nn_tile(wt + kb * CYCNN_MR_A * F, dyw + t * NL, foff, F, zeros,
+                         dcols + kb * CYCNN_MR_A * ldw + t * NL, ldw, CYCNN_MR_A)
+        else:
+            for kb in range(Kdx // CYCNN_MR_B):
+                _nn_tile(wt + kb * CYCNN_MR_B * F, dyw + t * NL, foff, F, zeros,
+                         dcols + kb * CYCNN_MR_B * ldw + t * NL, ldw, CYCNN_MR_B)
+
+
 # --------------------------------------------------------------------------- passes
 
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
             const floating[::1] b, const int64_t[::1] koff, floating[:, :, :, ::1] y,
             floating[::1] ws, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
-            Py_ssize_t rows, Py_ssize_t gi, Py_ssize_t nq, Py_ssize_t Wc, Py_ssize_t sq,
-            Py_ssize_t ldw, Py_ssize_t pw, Py_ssize_t per, int threads):
+            Py_ssize_t rows, Py_ssize_t gi, Py_ssize_t nq, Py_ssize_t Wc, Py_ssize_t mr,
+            Py_ssize_t sq, Py_ssize_t ldw, Py_ssize_t pw, Py_ssize_t per, int threads):
     # y[n, f, i, j] = b[f] + sum_k w[f, k] * xq[koff[k] + t]; a task is `rows` output rows
     # of gi images. ws: ap (Fp*K) and bp (Fp) in the first pw elements, then one block of
-    # `per` per thread: xq (sq elements), yw (Fp rows of ldw lanes).
+    # `per` per thread: xq (sq elements), yw (Fp rows of ldw lanes). Fp = roundup(F, mr).
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = y.shape[1], OH = y.shape[2], OW = y.shape[3]
     cdef Py_ssize_t KH = w.shape[2], KW = w.shape[3], K = C * KH * KW
-    cdef Py_ssize_t Fp = (F + CYCNN_MR - 1) // CYCNN_MR * CYCNN_MR
+    cdef Py_ssize_t Fp = (F + mr - 1) // mr * mr
     cdef Py_ssize_t Hqc = rows + (KH - 1) // sh
     cdef Py_ssize_t NL = CYCNN_NV * (CYCNN_VBYTES // sizeof(floating))
     cdef Py_ssize_t nch = (OH + rows - 1) // rows, nblk = (N + gi - 1) // gi
-    cdef Py_ssize_t task, n0, i0, R, ntile, t, fb, f
+    cdef Py_ssize_t task, n0, i0, R, f
     cdef floating* xq
     cdef floating* yw
     cdef floating* base = _aligned(&ws[0])
@@ -327,7 +406,7 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
     cdef const floating* xs = &x[0, 0, 0, 0]
     cdef floating* ys = &y[0, 0, 0, 0]
     cdef const int64_t* k0 = &koff[0]
-    _pack_weights(&w[0, 0, 0, 0], F, K, Fp, ap, NULL, 0)
+    _pack_weights(&w[0, 0, 0, 0], F, K, Fp, mr, ap, 0, 1, NULL)
     for f in range(Fp):
         bp[f] = b[f] if f < F else 0
     with nogil, parallel(num_threads=threads):
@@ -338,11 +417,7 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
             i0 = (task % nch) * rows
             R = min(rows, OH - i0)
             _pack_chunk(xs, N, C, H, W, n0, gi, i0 * sh, Hqc, Wc, nq, sh, sw, pt, pl, xq, sq)
-            ntile = (R * gi * Wc + NL - 1) // NL
-            for t in range(ntile):
-                for fb in range(Fp // CYCNN_MR):
-                    _nn_tile(ap + fb * CYCNN_MR * K, xq + t * NL, k0, K,
-                             bp + fb * CYCNN_MR, yw + fb * CYCNN_MR * ldw + t * NL, ldw)
+            _forward_tiles(ap, bp, xq, k0, K, Fp, mr, (R * gi * Wc + NL - 1) // NL, yw, ldw)
             _unpack_y(yw, ldw, ys, N, F, OH, OW, Wc, n0, gi, i0, R)
 
 
@@ -352,30 +427,31 @@ def backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
              floating[::1] db, floating[:, :, ::1] pdw, floating[:, ::1] pdb,
              signed char[::1] bad, floating[::1] ws, bint need_dx, Py_ssize_t sh,
              Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t rows, Py_ssize_t gi,
-             Py_ssize_t nq, Py_ssize_t Wc, Py_ssize_t sq, Py_ssize_t ldw, Py_ssize_t pw,
-             Py_ssize_t per, int threads):
+             Py_ssize_t nq, Py_ssize_t Wc, Py_ssize_t mr, Py_ssize_t mrd, Py_ssize_t sq,
+             Py_ssize_t ldw, Py_ssize_t pw, Py_ssize_t per, int threads):
     # dw[f, k] = sum over groups (in order) of sum_{n in group, t} dy[n, f, t] * xq[koff[k] + t]
     # db[f]    = the same sums of dy[n, f]
     # dx[n]    = dcols[k, t] = sum_f w[f, k] * dy[n, f, t] sent back through koff (need_dx;
     #            dx is (1, 1, 1, 1) and unused otherwise)
     # A group is a run of blocks of gi images; bad[g] = 1 when group g met a non-finite x.
-    # ws: wt (Kdx*F) in the first pw elements, then per thread: xq (sq), dyw (Fp x ldw),
-    # and for need_dx dcols (Kdx x ldw) and dxq (sq).
+    # Fp = roundup(F, mr) rows of dy (the tiles of dw have mr filters), Kdx = roundup(K, mrd)
+    # taps (those of dx have mrd). ws: wt (Kdx*F) in the first pw elements, then per
+    # thread: xq (sq), dyw (Fp x ldw), and for need_dx dcols (Kdx x ldw) and dxq (sq).
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = dy.shape[1], OH = dy.shape[2], OW = dy.shape[3]
     cdef Py_ssize_t KH = w.shape[2], KW = w.shape[3], K = C * KH * KW
     cdef Py_ssize_t G = pdw.shape[0], Fp = pdw.shape[1], Kdot = pdw.shape[2]
-    cdef Py_ssize_t Kdx = (K + CYCNN_MR - 1) // CYCNN_MR * CYCNN_MR
+    cdef Py_ssize_t Kdx = (K + mrd - 1) // mrd * mrd
     cdef Py_ssize_t Hqc = rows + (KH - 1) // sh
     cdef Py_ssize_t NL = CYCNN_NV * (CYCNN_VBYTES // sizeof(floating))
     cdef Py_ssize_t nch = (OH + rows - 1) // rows, nblk = (N + gi - 1) // gi
-    cdef Py_ssize_t g, blk, n0, ch, i0, R, ntile, T, t, fb, kb, f, k, gg
+    cdef Py_ssize_t g, blk, n0, ch, i0, R, ntile, T, f, k, gg
     cdef floating check, acc
     cdef floating* xq
     cdef floating* dyw
     cdef floating* dcols
     cdef floating* dxq
-    cdef floating zeros[CYCNN_MR]
+    cdef floating zeros[CYCNN_MR_MAX]
     cdef floating* base = _aligned(&ws[0])
     cdef floating* wt = base
     cdef const floating* dys = &dy[0, 0, 0, 0]
@@ -385,10 +461,10 @@ def backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
     cdef const int64_t* f0 = &foff[0]
     cdef floating* pdw0 = &pdw[0, 0, 0]
     cdef floating* pdb0 = &pdb[0, 0]
-    for f in range(CYCNN_MR):
+    for f in range(CYCNN_MR_MAX):
         zeros[f] = 0
     if need_dx:
-        _pack_weights(&w[0, 0, 0, 0], F, K, Fp, NULL, wt, Kdx)
+        _pack_weights(&w[0, 0, 0, 0], F, K, Fp, mr, NULL, Kdx, mrd, wt)
     with nogil, parallel(num_threads=threads):
         xq = base + pw + threadid() * per
         dyw = xq + sq
@@ -412,28 +488,20 @@ def backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                     if check != 0:
                         bad[g] = 1
                     _pack_dy(dys, N, F, Fp, OH, OW, Wc, n0, gi, i0, R, dyw, ldw, pdb0 + g * Fp)
-                    for fb in range(Fp // CYCNN_MR):
-                        for kb in range(Kdot // CYCNN_KR):
-                            _dot_tile(dyw + fb * CYCNN_MR * ldw, ldw, xq, k0 + kb * CYCNN_KR,
-                                      T, pdw0 + (g * Fp + fb * CYCNN_MR) * Kdot + kb * CYCNN_KR,
-                                      Kdot)
+                    _dw_tiles(dyw, ldw, xq, k0, Fp, Kdot, mr, T, pdw0 + g * Fp * Kdot)
                     if need_dx:
-                        for t in range(ntile):
-                            for kb in range(Kdx // CYCNN_MR):
-                                _nn_tile(wt + kb * CYCNN_MR * F, dyw + t * NL, f0, F, zeros,
-                                         dcols + kb * CYCNN_MR * ldw + t * NL, ldw)
+                        _dx_tiles(wt, dyw, f0, F, Kdx, mrd, ntile, zeros, dcols, ldw)
                         memset(dxq, 0, sq * sizeof(floating))
-                        _col2im(dcols, ldw, k0, K, T, dxq)
+                        _col2im(dcols, ldw, k0, C, KH, KW, T, dxq)
                         _unpack_dx(dxq, N, C, H, W, n0, gi, i0 * sh, Hqc, Wc, nq, sh, sw, pt,
                                    pl, dxs)
-        # the groups' partial sums, added in group order
+        # the groups' partial sums, added in group order (a row of taps at a time)
         for f in prange(F, schedule="static"):
             for k in range(K):
-                acc = 0
-                for gg in range(G):
-                    acc = acc + pdw0[(gg * Fp + f) * Kdot + k]
-                dw[f, k] = acc
+                dw[f, k] = 0
             acc = 0
             for gg in range(G):
+                for k in range(K):
+                    dw[f, k] += pdw0[(gg * Fp + f) * Kdot + k]
                 acc = acc + pdb0[gg * Fp + f]
             db[f] = acc

@@ -329,8 +329,10 @@ FAST_L2_FRACTION = 0.5
 #: change it)
 FAST_CHUNK_BYTES = int(_caches.per_core("L2") * FAST_L2_FRACTION)
 
-#: the fast route's weight gradient is summed per group of images, then the groups in
-#: order; at most this many partial-sum elements are kept (64 groups for LeNet's layers)
+#: the fast route's backward pass sums the weight gradient per group of images (a task
+#: for one thread), then the groups in order: at most this many groups, and at most
+#: FAST_PARTIAL_ELEMENTS partial sums
+FAST_GROUPS = 16
 FAST_PARTIAL_ELEMENTS = 1 << 20
 
 #: what one vector of copying costs, in vector multiply-adds, when the planner weighs
@@ -357,12 +359,17 @@ class _FastPlan:
         (sh, sw), ((pt, pb), (pl, pr)) = stride, pads
         tile = _fastconv.TILE
         isz = np.dtype(dtype).itemsize
-        mr, kr = tile["mr"], tile["kr"]
         nl = tile["nv"] * tile["vector_bytes"] // isz  # lanes of one register tile
         OH = (H + pt + pb - KH) // sh + 1
         OW = (W + pl + pr - KW) // sw + 1
         K = C * KH * KW
-        self.Fp, self.Kdot, self.Kdx = _roundup(F, mr), _roundup(K, kr), _roundup(K, mr)
+        # the tile heights that waste fewest rows on F filters and on K taps (the taller on
+        # a tie: more reuse of each load)
+        shapes = tile["shapes"]
+        mr, kr = min(shapes, key=lambda s: (_roundup(F, s[0]), -s[0]))
+        self.mrd = min((s[0] for s in shapes), key=lambda m: (_roundup(K, m), -m))
+        self.mr = mr
+        self.Fp, self.Kdot, self.Kdx = _roundup(F, mr), _roundup(K, kr), _roundup(K, self.mrd)
         align = max(1, 64 // isz)
 
         def sizes(rows, gi, nq, Wc):
@@ -381,11 +388,14 @@ class _FastPlan:
 
         def images(Wc):
             """Images per chunk: a small image alone leaves most lanes of its last
-            register tile empty; take the fewest that fill them to within 3 %."""
+            register tile empty; take the fewest that fill them to within 3 %. Backward,
+            at least enough for 16 vectors of lanes: the weight gradient's partial sums
+            are added up once per chunk, which costs as much as 8 vectors of lanes."""
             lanes = OH * Wc
-            if lanes >= 8 * nl:
-                return 1
-            fill = [(g * lanes / _roundup(g * lanes, nl), -g) for g in range(1, 9)]
+            least = 1 if not backward else max(1, -(-16 * nl // (tile["nv"] * lanes)))
+            if lanes * least >= 8 * nl:
+                return min(N, least)
+            fill = [(g * lanes / _roundup(g * lanes, nl), -g) for g in range(least, least + 8)]
             return min(N, next((-g for f, g in fill if f >= 0.97), -max(fill)[1]))
 
         # Copies of x per chunk: one per kernel column (nq = KW, every lane an output) or
@@ -429,7 +439,8 @@ class _FastPlan:
         self.pw = _roundup(pw, align)
         # backward: groups of image blocks whose partial sums fit FAST_PARTIAL_ELEMENTS;
         # the count depends on the shapes only, not on the threads, so neither does the sum
-        self.groups = max(1, min(-(-N // gi), FAST_PARTIAL_ELEMENTS // (self.Fp * self.Kdot)))
+        self.groups = max(1, min(-(-N // gi), FAST_GROUPS,
+                                 FAST_PARTIAL_ELEMENTS // (self.Fp * self.Kdot)))
         self.tasks = self.groups if backward else -(-N // gi) * -(-OH // rows)
         # the invariants the kernels rely on (see the header of _fastconv.pyx)
         if not (int(self.koff.max()) + self.ldw <= self.sq and 1 <= rows <= OH and gi >= 1):
@@ -465,7 +476,7 @@ def _forward_fast(x, w, b, y, stride, pads, nt):
     ws = _workspace("fast", plan.workspace(used), x.dtype)
     (sh, sw), ((pt, _), (pl, _)) = stride, pads
     _fastconv.forward(x, w, b, plan.koff, y, ws, sh, sw, pt, pl, plan.rows, plan.gi,
-                      plan.nq, plan.Wc, plan.sq, plan.ldw, plan.pw, plan.per, used)
+                      plan.nq, plan.Wc, plan.mr, plan.sq, plan.ldw, plan.pw, plan.per, used)
 
 
 def _backward_fast(dy, x, w, stride, pads, need_dx, nt):
@@ -487,7 +498,7 @@ def _backward_fast(dy, x, w, stride, pads, need_dx, nt):
     (sh, sw), ((pt, _), (pl, _)) = stride, pads
     _fastconv.backward(dy, x, w, plan.koff, plan.foff, dx, dw.reshape(F, -1), db, pdw, pdb,
                        bad, ws, need_dx, sh, sw, pt, pl, plan.rows, plan.gi, plan.nq,
-                       plan.Wc, plan.sq, plan.ldw, plan.pw, plan.per, used)
+                       plan.Wc, plan.mr, plan.mrd, plan.sq, plan.ldw, plan.pw, plan.per, used)
     if bad.any():
         return None
     return (dx if need_dx else None), dw, db
