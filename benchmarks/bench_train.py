@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py                # 1 and 2 threads, one timed epoch
     python benchmarks/bench_train.py --threads 2 --epochs 2
+    python benchmarks/bench_train.py --busy 1       # with one busy-looping process
 
 Same network (conv 1->6 5x5, ReLU, max-pool 2, conv 6->16 5x5, ReLU, max-pool 2, flatten,
 dense 256->120->84->10), same initial weights (cycnn's, copied into PyTorch through
@@ -19,6 +20,11 @@ the data. PyTorch runs the textbook loop (``zero_grad``, forward, ``cross_entrop
 ``backward``, ``step``). Both libraries' idle threads wait passively
 (``OMP_WAIT_POLICY=PASSIVE`` and ``OPENBLAS_THREAD_TIMEOUT=4`` unless already set): with
 busy-waiting pools the 2-thread rows measure the pools fighting for two cores.
+
+After the epochs, one more child per thread count profiles cycnn's training step: every
+layer's forward and backward, the optimizer step and the rest (batching, loss, Python)
+timed over the first ``--phase-batches`` batches, in milliseconds per step. The last table
+gives the speed-up of each thread count over the first.
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ def child(lib, threads, epochs, dataset):
     import numpy as np
 
     import cycnn
-    from cycnn.model import epoch_order, lenet5, to_torch
+    from cycnn import epoch_order, lenet5, to_torch
 
     name, ((x, y), (xt, yt)) = _data(dataset)
     cycnn.set_num_threads(threads)
@@ -128,32 +134,94 @@ def child(lib, threads, epochs, dataset):
                       "rss_peak_mb": _rss_mb()}))
 
 
+def phases(threads, batches, dataset):
+    """cycnn's training step, phase by phase: prints a JSON line of ms per step."""
+    import cycnn
+
+    name, ((x, y), _) = _data(dataset)
+    cycnn.set_num_threads(threads)
+    model = cycnn.lenet5(SEED)
+    n = min(len(x), batches * BATCH)
+    spent = {}
+
+    def timed(key, fn):
+        def call(*a, **k):
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            spent[key] = spent.get(key, 0.0) + time.perf_counter() - t0
+            return out
+        return call
+
+    for i, layer in enumerate(model.layers):
+        layer.forward = timed(f"{i} {layer!r} forward", layer.forward)
+    for i, layer in reversed(list(enumerate(model.layers))):
+        layer.backward = timed(f"{i} {layer!r} backward", layer.backward)
+    opt = cycnn.SGD(LR, momentum=MOMENTUM)
+    opt.step = timed("optimizer step", opt.step)
+    model.fit(x[:10 * BATCH], y[:10 * BATCH], batch_size=BATCH, optimizer=cycnn.SGD(LR))
+    spent.clear()
+    t0 = time.perf_counter()
+    model.fit(x[:n], y[:n], batch_size=BATCH, optimizer=opt, seed=SEED)
+    total = time.perf_counter() - t0
+    steps = -(-n // BATCH)
+    order = [k for k in spent if k.endswith("forward")]
+    order += [k for k in reversed(list(spent)) if k.endswith("backward")] + ["optimizer step"]
+    out = {k: 1e3 * spent[k] / steps for k in order}
+    out["batching, loss, Python"] = 1e3 * (total - sum(spent.values())) / steps
+    out["total"] = 1e3 * total / steps
+    print(json.dumps({"threads": threads, "steps": steps, "dataset": name,
+                      "load": os.getloadavg()[0], "ms": out}))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--epochs", type=int, default=1, help="timed epochs per run")
     ap.add_argument("--dataset", choices=("auto", "digits", "fashion-mnist"), default="auto")
     ap.add_argument("--libs", nargs="+", default=["cycnn", "torch"])
+    ap.add_argument("--phase-batches", type=int, default=300,
+                    help="batches of the per-phase profile (0 skips it)")
+    ap.add_argument("--busy", type=int, default=0, metavar="N",
+                    help="run with N busy-looping processes (a loaded machine)")
     ap.add_argument("--child", nargs=2, metavar=("LIB", "THREADS"), help=argparse.SUPPRESS)
+    ap.add_argument("--phases-child", type=int, metavar="THREADS", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child(args.child[0], int(args.child[1]), args.epochs, args.dataset)
+    if args.phases_child:
+        return phases(args.phases_child, args.phase_batches, args.dataset)
 
-    results = {}  # children first: a forked child starts with its parent's peak RSS
-    for nt in args.threads:
-        for lib in args.libs:
-            r = subprocess.run([sys.executable, __file__, "--child", lib, str(nt),
-                                "--epochs", str(args.epochs), "--dataset", args.dataset],
-                               capture_output=True, text=True)
+    from _bench import busy_cores, header, load_average, print_table
+
+    results, profiles = {}, {}  # children first: a forked child starts with its parent's RSS
+    start_load = load_average()
+    with busy_cores(args.busy):
+        for nt in args.threads:
+            for lib in args.libs:
+                r = subprocess.run([sys.executable, __file__, "--child", lib, str(nt),
+                                    "--epochs", str(args.epochs), "--dataset", args.dataset],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    print(f"{lib} on {nt} thread(s) failed:\n{r.stderr}", file=sys.stderr)
+                    continue
+                results[lib, nt] = json.loads(r.stdout.strip().splitlines()[-1])
+                print(f"  done {lib} threads={nt} (load {load_average()})", file=sys.stderr,
+                      flush=True)
+        for nt in args.threads if args.phase_batches and "cycnn" in args.libs else ():
+            r = subprocess.run([sys.executable, __file__, "--phases-child", str(nt),
+                                "--phase-batches", str(args.phase_batches),
+                                "--dataset", args.dataset], capture_output=True, text=True)
             if r.returncode != 0:
-                print(f"{lib} on {nt} thread(s) failed:\n{r.stderr}", file=sys.stderr)
+                print(f"profile on {nt} thread(s) failed:\n{r.stderr}", file=sys.stderr)
                 continue
-            results[lib, nt] = json.loads(r.stdout.strip().splitlines()[-1])
+            profiles[nt] = json.loads(r.stdout.strip().splitlines()[-1])
     if not results:
         return 1
-    from _bench import header, print_table
 
-    print(header())
+    print(header().replace(f"load average at start: {load_average()}",
+                           f"load average at start: {start_load}"))
+    if args.busy:
+        print(f"with {args.busy} busy-looping process(es) running beside the benchmark")
     any_r = next(iter(results.values()))
     print(f"LeNet-5, {any_r['dataset']} ({any_r['n']:,} training images), float32, SGD "
           f"lr {LR} momentum {MOMENTUM}, batch {BATCH}, {args.epochs} timed epoch(s); "
@@ -175,6 +243,31 @@ def main(argv=None):
     print_table(["library", "threads", "s/epoch", "samples/s", "cycnn/torch",
                  "epoch loss", "test acc %", "RSS with data (MB)", "peak RSS training (MB)",
                  "peak RSS with test (MB)"], rows)
+
+    def median(r):
+        return sorted(r["seconds"])[len(r["seconds"]) // 2]
+
+    if len(args.threads) > 1:
+        one = args.threads[0]
+        print(f"\nspeed-up of an epoch over {one} thread(s) (time on {one} / time on n)")
+        rows = []
+        for lib in args.libs:
+            for nt in args.threads[1:]:
+                if (lib, one) in results and (lib, nt) in results:
+                    up = median(results[lib, one]) / median(results[lib, nt])
+                    rows.append([lib, nt, f"{up:.2f}"])
+        print_table(["library", "threads", "speed-up"], rows)
+
+    if profiles:
+        nts = sorted(profiles)
+        print(f"\ncycnn's training step phase by phase, ms per step (first "
+              f"{profiles[nts[0]]['steps']} batches of {BATCH})")
+        keys = list(profiles[nts[0]]["ms"])
+        rows = [[k] + [f"{profiles[nt]['ms'].get(k, 0):.3f}" for nt in nts] for k in keys]
+        print_table(["phase"] + [f"{nt} thread(s)" for nt in nts], rows)
+        print("load average during the profiles: "
+              + ", ".join(f"{profiles[nt]['load']:.2f}" for nt in nts))
+    print(f"load average at end: {load_average()}")
     return 0
 
 
