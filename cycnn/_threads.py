@@ -8,12 +8,15 @@ fails or crashes the interpreter).
 ``set_num_threads`` also caps the BLAS library NumPy calls for the im2col route (through
 threadpoolctl), so that cycnn's OpenMP loops and BLAS never ask for more threads than
 the caller allowed. Both run one after the other, never nested, so they do not
-oversubscribe the cores.
+oversubscribe the cores. While a model trains (``fit``), BLAS runs on the calling thread
+alone (:func:`blas_threads`): the dense layers' products are small, and two pools of
+threads taking turns on the same cores cost more than the second core gives.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 from ._validate import as_int
 
@@ -74,6 +77,22 @@ def _limit_blas(n: int) -> None:
     if _controller is None:
         _controller = ThreadpoolController()
     _controller.limit(limits=n, user_api="blas")
+
+
+@contextmanager
+def blas_threads(n: int):
+    """Inside the block, the BLAS library NumPy loaded uses at most ``n`` threads; the
+    previous limits come back on exit."""
+    global _controller
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        yield
+        return
+    if _controller is None:
+        _controller = ThreadpoolController()
+    with _controller.limit(limits=n, user_api="blas"):
+        yield
 
 
 def get_num_threads() -> int:

@@ -41,7 +41,7 @@ ALLOWED = {
     # Sequential.fit and .save are one-line conveniences that hand over to training.py and
     # checkpoint.py (imported inside the methods); nothing else in model.py uses them
     "model": {"_validate", "layers", "training", "checkpoint"},
-    "training": {"_validate", "layers", "optim"},
+    "training": {"_threads", "_validate", "layers", "optim"},
     "checkpoint": {"_io", "_validate", "layers", "model", "optim"},
     "interop": set(),
     "zoo": {"layers", "model"},

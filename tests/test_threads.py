@@ -52,3 +52,27 @@ def test_pooling_on_two_threads_matches_one(always_parallel, kind, size, stride)
     np.testing.assert_array_equal(y1, y2)
     dy = rng.standard_normal(y1.shape)
     np.testing.assert_array_equal(bwd(dy, c1, threads=1), bwd(dy, c2, threads=2))
+
+
+def test_fit_runs_blas_on_one_thread_and_restores_it():
+    """During fit the compiled loops own the cores: NumPy's BLAS is held to one thread
+    (read back through threadpoolctl from inside the loop), and the caller's limit
+    returns afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    if not blas_threads():
+        pytest.skip("NumPy reports no BLAS library to threadpoolctl")
+    seen = []
+    model = cycnn.Sequential(cycnn.Flatten(), cycnn.Dense(4, 3, rng=0))
+    x = np.random.default_rng(0).standard_normal((8, 1, 2, 2)).astype(np.float32)
+    y = np.arange(8) % 3
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        model.fit(x, y, epochs=1, batch_size=4, optimizer=cycnn.SGD(0.1),
+                  on_epoch_end=lambda epoch, history: seen.append(blas_threads()))
+        assert seen == [[1] * len(before)]
+        assert blas_threads() == before
