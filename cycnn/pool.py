@@ -29,6 +29,7 @@ from ._validate import as_array, as_float, as_int, as_pair, float_dtype, param_d
 from .geometry import check_pool_args, pool_output_shape
 
 _pool = _dispatch.load("_pool")
+_fastpool = _dispatch.load("_fastpool")
 
 __all__ = [
     "max_pool2d_forward",
@@ -154,6 +155,12 @@ def _threads_for(elements, nt):
     return threads_for(elements, nt, PARALLEL_MIN_ELEMENTS)
 
 
+#: the forward pass of 2x2 windows with stride 2 takes the vectorised loop of
+#: _fastpool.pyx (the same maxima and winners as the general loops of _pool.pyx, which the
+#: tests compare it with); False sends every window to the general loops
+FAST_2X2 = True
+
+
 def max_pool2d_forward(x, size=2, stride=None, *, threads=None):
     """Forward pass of 2-D max pooling.
 
@@ -219,9 +226,14 @@ def max_pool2d_forward(x, size=2, stride=None, *, threads=None):
     y = np.empty(yshape, x.dtype)
     argmax = np.empty(yshape, np.int64)
     NC, OH, OW = N * C, yshape[2], yshape[3]
-    _pool.max_pool2d_forward(x.reshape(NC, H, W), y.reshape(NC, OH, OW),
-                             argmax.reshape(NC, OH, OW), KH, KW, sh, sw,
-                             _threads_for(N * C * H * W, nt))
+    if FAST_2X2 and (KH, KW, sh, sw) == (2, 2, 2, 2):
+        _fastpool.max_pool2x2_forward(x.reshape(NC, H, W), y.reshape(NC, OH, OW),
+                                      argmax.reshape(NC, OH, OW),
+                                      _threads_for(N * C * H * W, nt))
+    else:
+        _pool.max_pool2d_forward(x.reshape(NC, H, W), y.reshape(NC, OH, OW),
+                                 argmax.reshape(NC, OH, OW), KH, KW, sh, sw,
+                                 _threads_for(N * C * H * W, nt))
     return y, MaxPoolCache(x.shape, (KH, KW), (sh, sw), argmax, x.dtype)
 
 
