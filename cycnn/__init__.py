@@ -143,3 +143,4 @@ def build_info():
         "openmp": bool(_conv.OPENMP),
         "threads": get_num_threads(),
     }
+from . import check  # noqa: E402, F401  (cycnn.check: checkers for your own code)
