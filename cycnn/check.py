@@ -30,6 +30,7 @@ relu_backward: passed all 8 cases (4 shapes, float64 and float32).
 from __future__ import annotations
 
 import html
+import re
 import textwrap
 import traceback
 import warnings
@@ -69,10 +70,17 @@ WIDTH = 88
 _DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 
+#: a short bracketed group (one level of nesting), kept on one line when wrapping
+_GROUP = re.compile(r"\((?:[^()]|\([^()]*\))*\)|\[(?:[^\[\]]|\[[^\[\]]*\])*\]")
+
+
 def _para(text, indent=""):
-    """``text`` wrapped to the report's width (continuation lines indented)."""
-    return textwrap.wrap(text, WIDTH, subsequent_indent=indent, break_long_words=False,
-                         break_on_hyphens=False) or [""]
+    """``text`` wrapped to the report's width (continuation lines indented), without
+    breaking a short formula such as ``(i, j)`` or ``xp[n, c, i*sh + p, j*sw + q]``."""
+    keep = _GROUP.sub(lambda m: m[0].replace(" ", "\0") if len(m[0]) <= 32 else m[0], text)
+    lines = textwrap.wrap(keep, WIDTH, subsequent_indent=indent, break_long_words=False,
+                          break_on_hyphens=False)
+    return [line.replace("\0", " ") for line in lines] or [""]
 
 
 # =========================================================================== results
@@ -162,7 +170,7 @@ class CheckResult:
         done = ("no case passed before it" if f.case == 1 else
                 "case 1 passed" if f.case == 2 else f"cases 1 to {f.case - 1} passed")
         head = f"{self.name}: FAILED on case {f.case} of {self.cases_total} ({done})."
-        return "\n".join([head, "", f"Case {f.case}: {f.title}", *f.lines])
+        return "\n".join([head, f"Case {f.case}: {f.title}", *f.lines])
 
     __str__ = report
 
@@ -314,7 +322,7 @@ def _inputs_block(**arrays):
             return []
         label = f"{name}[{', '.join(map(str, lead))}]:" if lead else f"{name}:"
         planes.append((label, a[lead]))
-    return ["", *_side_by_side(*planes)]
+    return _side_by_side(*planes)
 
 
 def _planes(name, expected, received, where):
@@ -327,7 +335,7 @@ def _planes(name, expected, received, where):
         e, r, label = expected, received, name
     if e.size > SHOW_AT_MOST or e.ndim == 0:
         return []
-    return ["", *_side_by_side((f"expected {label}:", e), ("yours:", r))]
+    return _side_by_side((f"expected {label}:", e), ("yours:", r))
 
 
 def _compare(name, received, expected, dtype, shown):
@@ -440,8 +448,8 @@ def _run_case(number, case, fns):
         received, warned = case.call(fns, given)
     except _Problem as p:
         body = [line for text in p.lines for line in
-                (_para(text) if not text.startswith("  in ") else [text])]
-        return Failure(number, case.title, p.kind, output=p.output, lines=head + [""] + body)
+                (_para(text, "  ") if not text.startswith("  in ") else [text])]
+        return Failure(number, case.title, p.kind, output=p.output, lines=head + body)
     changed = _changed_inputs(case.args, given)
     if case.watched is not None:
         changed += case.watched()
@@ -449,8 +457,8 @@ def _run_case(number, case, fns):
         text = ("A backward pass must leave its inputs alone: the layer below, the optimizer or "
                 "the next step may still need them. Build new arrays (np.zeros_like(x), "
                 "dy.copy()) instead of writing into the arguments.")
-        return Failure(number, case.title, "inplace", lines=head + [""] + [
-            line for t in [*changed, text] for line in _para(t)])
+        return Failure(number, case.title, "inplace", lines=head + [
+            line for t in [*changed, text] for line in _para(t, "  ")])
     status, first = [], None
     for name, exp in case.expected.items():
         verdict = _compare(name, received.get(name), exp, case.dtype, case.notes)
@@ -460,7 +468,7 @@ def _run_case(number, case, fns):
         kind, lines, details = verdict
         if first is None:
             first = (name, kind, details)
-            status.extend(line for text in lines for line in _para(text))
+            status.extend(line for text in lines for line in _para(text, "  "))
         else:
             status.append(f"{name} is also wrong ({_KIND_WORDS[kind]}).")
     if first is None:
@@ -469,16 +477,16 @@ def _run_case(number, case, fns):
     f = Failure(number, case.title, kind, output=name, expected=case.expected[name],
                 received=details.get("received"), where=details.get("where"),
                 largest_error=details.get("largest"))
-    body = head + [""] + status
+    body = head + status
     if kind in ("values", "nonfinite"):
         body += _planes(name, np.asarray(case.expected[name]), np.asarray(f.received), f.where)
     if kind in ("values", "nonfinite", "shape"):
         m = _diagnose(name, f.received, case)
         if m is not None:
             f.mistake, f.diagnosis = m.key, m.text
-            body += [""] + _para("Diagnosis: " + m.text)
+            body += _para("Diagnosis: " + m.text, "  ")
     if warned:
-        body += [""] + _para(f"NumPy warned while your function ran: {warned[0]}")
+        body += _para(f"NumPy warned while your function ran: {warned[0]}", "  ")
     f.lines = body
     return f
 
