@@ -64,8 +64,8 @@ TOLERANCE = {np.dtype(np.float64): (1e-7, 1e-9), np.dtype(np.float32): (2e-4, 2e
 #: arrays up to this many entries (per plane) are printed in a report
 SHOW_AT_MOST = 64
 
-#: width of the report's prose
-WIDTH = 88
+#: width of the report (it fits a docs page's code block and a notebook cell)
+WIDTH = 78
 
 _DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -164,7 +164,8 @@ class CheckResult:
         if self.passed:
             head = (f"{self.name}: passed all {self.cases_total} cases ({self.shapes} shapes, "
                     "float64 and float32).")
-            listed = [f"  {k}. {t}" for k, t in enumerate(self.cases[:self.shapes], 1)]
+            listed = [line for k, t in enumerate(self.cases[:self.shapes], 1)
+                      for line in _para(f"  {k}. {t}", "     ")]
             return "\n".join([head, "Cases (each run in float64, then float32):", *listed])
         f = self.failure
         done = ("no case passed before it" if f.case == 1 else
@@ -297,7 +298,7 @@ def _idx(name, where):
 
 def _show(a):
     return np.array2string(np.asarray(a), precision=4, suppress_small=True,
-                           max_line_width=200)
+                           max_line_width=WIDTH - 4)
 
 
 def _side_by_side(*blocks):
@@ -459,7 +460,7 @@ def _run_case(number, case, fns):
                 "dy.copy()) instead of writing into the arguments.")
         return Failure(number, case.title, "inplace", lines=head + [
             line for t in [*changed, text] for line in _para(t, "  ")])
-    status, first = [], None
+    status, first, others = [], None, []
     for name, exp in case.expected.items():
         verdict = _compare(name, received.get(name), exp, case.dtype, case.notes)
         if verdict is None:
@@ -470,6 +471,7 @@ def _run_case(number, case, fns):
             first = (name, kind, details)
             status.extend(line for text in lines for line in _para(text, "  "))
         else:
+            others.append((len(status), name, kind, details))
             status.append(f"{name} is also wrong ({_KIND_WORDS[kind]}).")
     if first is None:
         return None
@@ -485,6 +487,12 @@ def _run_case(number, case, fns):
         if m is not None:
             f.mistake, f.diagnosis = m.key, m.text
             body += _para("Diagnosis: " + m.text, "  ")
+            for at, other, other_kind, got in others:  # the same mistake elsewhere?
+                same = other_kind in ("values", "nonfinite", "shape") and getattr(
+                    _diagnose(other, got.get("received"), case), "key", None) == m.key
+                if same:
+                    body[len(head) + at] = (f"{other} is also wrong ({_KIND_WORDS[other_kind]}), "
+                                            "by the same mistake.")
     if warned:
         body += _para(f"NumPy warned while your function ran: {warned[0]}", "  ")
     f.lines = body

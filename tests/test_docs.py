@@ -150,6 +150,8 @@ INCLUDES = {
     "cycnn/model.py:@Sequential.fit": ["self.forward(xb)", "loss_fn.forward(logits, yb)",
                                        "self.backward(loss_fn.backward(), input_grad=False)", "optimizer.step("],
     "cycnn/optim.py:@SGD._update": ["w -= self.lr * g"],
+    "cycnn/check.py:@_matches": ["isinstance(wrong, _Shape)",
+                                 "_close(r, w64, dtype) and not _close(expected, w64, dtype)"],
     "cycnn/reference.py:@conv2d_backward": [
         "dilate(dy, (sh, sw))", "rotate180(w)", "dxp[:, :, pt:pt + H, pl:pl + W]",
         "dy.sum(axis=(0, 2, 3))",
