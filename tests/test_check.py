@@ -47,9 +47,9 @@ def _pair(v):
 
 
 def conv_forward(x, w, b, stride=1, padding=0, *, plus_one=True, ceil=False, flip=False,
-                 bias=True, sum_c=True, w_cf=False, w_qp=False, use_stride=True):
+                 bias=True, sum_c=True, w_cf=False, w_qp=False, use_stride=True, pad=True):
     sh, sw = _pair(stride)
-    (pt, pb), (pl, pr) = _pads(padding)
+    (pt, pb), (pl, pr) = _pads(padding) if pad else ((0, 0), (0, 0))
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
@@ -321,6 +321,7 @@ PLANTED = [
     ("conv2d_forward", P(conv_forward, w_cf=True), 2, "weight_layout"),
     ("conv2d_forward", P(conv_forward, w_qp=True), 1, "weight_layout"),
     ("conv2d_forward", P(conv_forward, use_stride=False), 4, "stride_ignored"),
+    ("conv2d_forward", P(conv_forward, pad=False), 5, "padding_ignored"),
     ("conv2d_backward", P(conv_backward, rotate=False), 1, "filter_not_rotated"),
     ("conv2d_backward", P(conv_backward, dilate=False), 4, "dy_not_dilated"),
     ("conv2d_backward", P(conv_backward, crop=False), 5, "padding_not_cropped"),
@@ -413,18 +414,26 @@ def test_every_known_mistake_is_planted():
     only reachable through an exception) is planted above."""
     source = open(check.__file__, encoding="utf-8").read()
     keys = set(re.findall(r'_Mistake\("([a-z_0-9]+)"', source))
-    generic = {"all_zero", "sign_flipped", "transposed"}
-    untested_on_purpose = {"padding_ignored"}  # a shape a learner meets only with loops
-    planted = {key for *_, key in PLANTED}
-    assert keys - generic - untested_on_purpose <= planted, sorted(keys - planted - generic)
+    planted = {key for *_, key in PLANTED} | {key for _, key in GENERIC}
+    assert keys <= planted, sorted(keys - planted)
 
 
-def test_padding_left_out_of_the_size_is_diagnosed():
-    def no_padding(x, w, b, stride, padding):
-        return cycnn.conv2d_forward(x, w, b, stride, 0)
+#: the mistakes any output can show, planted in dx
+GENERIC = [
+    (lambda dx: np.zeros_like(dx), "all_zero"),
+    (lambda dx: -dx, "sign_flipped"),
+    (lambda dx: np.swapaxes(dx, -1, -2).copy(), "transposed"),
+]
 
-    result = check.conv2d_forward(no_padding)
-    assert result.failure.case == 5 and result.failure.mistake == "padding_ignored"
+
+@pytest.mark.parametrize("spoil, key", GENERIC, ids=[key for _, key in GENERIC])
+def test_the_mistakes_any_output_can_show(spoil, key):
+    def learner(dy, x, w, stride, padding):
+        dx, dw, db = cycnn.conv2d_backward(dy, x, w, stride, padding)
+        return spoil(dx), dw, db
+
+    f = check.conv2d_backward(learner).failure
+    assert (f.case, f.output, f.mistake) == (1, "dx", key)
 
 
 # --------------------------------------------------------------------------- cycnn passes
