@@ -398,8 +398,9 @@ def _matches(received, wrong, expected, dtype):
         return False
     r = np.asarray(received, dtype=np.float64)
     w64 = wrong.astype(np.float64)
-    if not np.isfinite(w64).all():  # a variant that overflows: yours blows up as well
-        return not np.isfinite(r).all() and bool(np.isfinite(np.asarray(expected)).all())
+    if not np.isfinite(w64).all():  # the variant overflows; yours must too
+        right_is_finite = bool(np.isfinite(np.asarray(expected)).all())
+        return right_is_finite and not np.isfinite(r).all()
     return _close(r, w64, dtype) and not _close(expected, w64, dtype)
 
 
