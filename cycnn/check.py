@@ -166,12 +166,14 @@ class CheckResult:
                     "float64 and float32).")
             listed = [line for k, t in enumerate(self.cases[:self.shapes], 1)
                       for line in _para(f"  {k}. {t}", "     ")]
-            return "\n".join([head, "Cases (each run in float64, then float32):", *listed])
+            return "\n".join([*_para(head, "  "), "Cases (each run in float64, then float32):",
+                          *listed])
         f = self.failure
         done = ("no case passed before it" if f.case == 1 else
                 "case 1 passed" if f.case == 2 else f"cases 1 to {f.case - 1} passed")
         head = f"{self.name}: FAILED on case {f.case} of {self.cases_total} ({done})."
-        return "\n".join([head, f"Case {f.case}: {f.title}", *f.lines])
+        return "\n".join([*_para(head, "  "), *_para(f"Case {f.case}: {f.title}", "  "),
+                          *f.lines])
 
     __str__ = report
 
@@ -461,7 +463,7 @@ def _run_case(number, case, fns):
                 "dy.copy()) instead of writing into the arguments.")
         return Failure(number, case.title, "inplace", lines=head + [
             line for t in [*changed, text] for line in _para(t, "  ")])
-    status, first, others = [], None, []
+    status, first, others = [], None, []  # status: one sentence per output
     for name, exp in case.expected.items():
         verdict = _compare(name, received.get(name), exp, case.dtype, case.notes)
         if verdict is None:
@@ -470,7 +472,7 @@ def _run_case(number, case, fns):
         kind, lines, details = verdict
         if first is None:
             first = (name, kind, details)
-            status.extend(line for text in lines for line in _para(text, "  "))
+            status.append(" ".join(lines))
         else:
             others.append((len(status), name, kind, details))
             status.append(f"{name} is also wrong ({_KIND_WORDS[kind]}).")
@@ -480,20 +482,20 @@ def _run_case(number, case, fns):
     f = Failure(number, case.title, kind, output=name, expected=case.expected[name],
                 received=details.get("received"), where=details.get("where"),
                 largest_error=details.get("largest"))
-    body = head + status
+    m = _diagnose(name, f.received, case) if kind in ("values", "nonfinite", "shape") else None
+    if m is not None:
+        f.mistake, f.diagnosis = m.key, m.text
+        for at, other, other_kind, got in others:  # the same mistake elsewhere?
+            same = other_kind in ("values", "nonfinite", "shape") and getattr(
+                _diagnose(other, got.get("received"), case), "key", None) == m.key
+            if same:
+                status[at] = (f"{other} is also wrong ({_KIND_WORDS[other_kind]}), by the "
+                              "same mistake.")
+    body = head + [line for sentence in status for line in _para(sentence, "  ")]
     if kind in ("values", "nonfinite"):
         body += _planes(name, np.asarray(case.expected[name]), np.asarray(f.received), f.where)
-    if kind in ("values", "nonfinite", "shape"):
-        m = _diagnose(name, f.received, case)
-        if m is not None:
-            f.mistake, f.diagnosis = m.key, m.text
-            body += _para("Diagnosis: " + m.text, "  ")
-            for at, other, other_kind, got in others:  # the same mistake elsewhere?
-                same = other_kind in ("values", "nonfinite", "shape") and getattr(
-                    _diagnose(other, got.get("received"), case), "key", None) == m.key
-                if same:
-                    body[len(head) + at] = (f"{other} is also wrong ({_KIND_WORDS[other_kind]}), "
-                                            "by the same mistake.")
+    if m is not None:
+        body += _para("Diagnosis: " + m.text, "  ")
     if warned:
         body += _para(f"NumPy warned while your function ran: {warned[0]}", "  ")
     f.lines = body

@@ -407,6 +407,7 @@ def test_a_planted_mistake_is_caught_on_the_first_case_that_shows_it(entry):
     report = repr(result)
     assert f"FAILED on case {case_number} of {result.cases_total}" in report
     assert "Diagnosis: " in report and f.diagnosis.split()[0] in report
+    assert max(len(line) for line in report.splitlines()) <= check.WIDTH, report
 
 
 def test_every_known_mistake_is_planted():
