@@ -19,8 +19,12 @@ Cython directives live here and only here. Environment variables:
     build without OpenMP even if the compiler supports it.
 ``CYCNN_VARIANTS=avx2``
     build only the listed variants (comma-separated) beside the baseline.
+
+Every docs page is also written as a Jupyter notebook into ``cycnn/notebooks/`` (package
+data, see :func:`write_notebooks`), so that ``cycnn notebooks DIR`` works from any install.
 """
 
+import importlib.util
 import os
 import platform
 import shutil
@@ -190,6 +194,26 @@ def _extensions():
             exts.append(ext)
     return exts
 
+
+def write_notebooks():
+    """Write every docs page as a notebook into cycnn/notebooks/, which ships as package data.
+
+    The pages in docs/ are the one source: the notebooks are made from them at every
+    build, so none is committed and none can go stale. The converter is a standard-library
+    module loaded by path, because ``import cycnn`` needs the kernels this file builds. A
+    build from an sdist has no docs/ and keeps the notebooks the sdist carries.
+    """
+    docs = HERE / "docs"
+    if not docs.is_dir():
+        return
+    spec = importlib.util.spec_from_file_location("cycnn_notebooks_at_build",
+                                                  HERE / "cycnn" / "_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_notebooks(HERE / "cycnn" / "notebooks", docs, HERE)
+
+
+write_notebooks()
 
 setup(
     ext_modules=cythonize(_extensions(), compiler_directives=DIRECTIVES),

@@ -4,8 +4,8 @@ Layout is NCHW, weights are ``(F, C, KH, KW)`` and biases ``(F,)``, as in PyTorc
 
 The public names are those of the submodules' own ``__all__`` lists, gathered below in
 the order the modules depend on each other (kernels and geometry first, the model and its
-surroundings last), plus the modules :mod:`cycnn.reference` and :mod:`cycnn.datasets`
-and :func:`build_info`.
+surroundings last), plus the modules :mod:`cycnn.reference`, :mod:`cycnn.datasets` and
+:mod:`cycnn.check` and :func:`build_info`.
 """
 
 import os as _os
@@ -38,6 +38,8 @@ from .pool import *  # noqa: E402,F403
 from .training import *  # noqa: E402,F403
 from .zoo import *  # noqa: E402,F403
 
+from . import check  # noqa: E402  (checkers for a learner's code: uses the names above)
+
 __version__ = "0.1.0"
 
 #: the submodules whose ``__all__`` make up cycnn's public names, in this order (by name:
@@ -48,7 +50,7 @@ _PUBLIC_MODULES = ("geometry", "conv", "pool", "activations", "dense", "losses",
 
 __all__ = [name for module in _PUBLIC_MODULES
            for name in _sys.modules[f"{__name__}.{module}"].__all__]
-__all__ += ["reference", "datasets", "build_info"]
+__all__ += ["reference", "datasets", "check", "build_info"]
 
 
 def build_info():
