@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sybil.example import SybilFailure
 
@@ -41,6 +43,7 @@ GOOD_PAGE = """\
 
 ```python
 >>> import numpy as np
+>>> np.set_printoptions(precision=6, suppress=True)
 >>> print(np.array([0.1234567, 2.0]))
 [0.123457 2.      ]
 
@@ -67,7 +70,16 @@ def _evaluate_all(page: Path):
 def test_sybil_passes_a_right_output(tmp_path):
     page = tmp_path / "good.md"
     page.write_text(GOOD_PAGE)
-    _evaluate_all(page)  # also shows the print options (precision=6) are applied
+    _evaluate_all(page)
+
+
+def test_a_page_s_print_options_do_not_leak(tmp_path):
+    """A page's own print options are undone after it: the next page starts afresh."""
+    page = tmp_path / "good.md"
+    page.write_text(GOOD_PAGE)
+    before = np.get_printoptions()
+    _evaluate_all(page)
+    assert np.get_printoptions() == before
 
 
 def test_sybil_fails_on_a_wrong_output(tmp_path):
@@ -90,6 +102,61 @@ def test_pytest_run_fails_on_a_wrong_output(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 failed, 3 passed" in proc.stdout, proc.stdout
     assert "wrong.md" in proc.stdout and "0.123456" in proc.stdout
+
+
+# --------------------------------------------------------------------------- stock doctest
+
+#: pages with examples (the API page has none of its own)
+EXAMPLE_PAGES = sorted(p.name for p in DOCS.glob("*.md") if "```python" in p.read_text())
+
+
+@pytest.mark.parametrize("page", EXAMPLE_PAGES)
+def test_the_standard_doctest_runner_passes_on_the_page(page):
+    """A reader told that the pages are doctests runs ``python -m doctest`` on one: it must
+    pass with nothing set up beforehand, in a fresh interpreter, from any directory."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "doctest", "-o", "ELLIPSIS", str(DOCS / page)],
+        cwd=ROOT / "tests", capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_the_standard_runner_fails_on_a_wrong_output(tmp_path):
+    """... and it is a real check: a page with a wrong output fails it."""
+    page = tmp_path / "wrong.md"
+    page.write_text(WRONG_PAGE)
+    proc = subprocess.run([sys.executable, "-m", "doctest", "-o", "ELLIPSIS", str(page)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "0.123456" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("page", EXAMPLE_PAGES)
+def test_the_page_sets_its_print_options_in_its_first_example(page):
+    """Self-contained: the first example block sets what the outputs depend on."""
+    first = (DOCS / page).read_text().split("```python", 1)[1].split("```", 1)[0]
+    assert ">>> np.set_printoptions(precision=6, suppress=True)" in first, (
+        f"{page}: the first example must set np.set_printoptions(precision=6, suppress=True)")
+
+
+# --------------------------------------------------------------------------- exercises
+
+#: the marker at the end of a teaching page where its exercises will go (issue 12): the
+#: page's "## Exercises" section is written right after it, as the page's last section
+EXERCISES_MARKER = "<!-- exercises: the page's \"## Exercises\" section goes below this line -->"
+#: pages that teach a step of the backward pass, and so get exercises
+NOT_TEACHING = {"index.md", "notation.md", "performance.md", "api.md"}
+TEACHING_PAGES = [p for p in EXAMPLE_PAGES if p not in NOT_TEACHING]
+
+
+@pytest.mark.parametrize("page", TEACHING_PAGES)
+def test_teaching_page_ends_with_the_place_for_its_exercises(page):
+    text = (DOCS / page).read_text()
+    assert text.count(EXERCISES_MARKER) == 1, (
+        f"{page} must have the line {EXERCISES_MARKER!r} once, at its end")
+    after = text.split(EXERCISES_MARKER, 1)[1].strip()
+    assert not after or after.startswith("## Exercises"), (
+        f"{page}: only the exercises may follow the exercises marker, found {after[:60]!r}")
 
 
 def test_every_page_has_examples_that_sybil_collects():
