@@ -100,7 +100,7 @@ def test_pytest_run_fails_on_a_wrong_output(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "1 failed, 3 passed" in proc.stdout, proc.stdout
+    assert "1 failed, 5 passed" in proc.stdout, proc.stdout  # 3 examples a page, 1 wrong
     assert "wrong.md" in proc.stdout and "0.123456" in proc.stdout
 
 
@@ -211,6 +211,11 @@ INCLUDES = {
     "cycnn/gradcheck.py:@numerical_gradient": ["flat[k] = keep + eps", "(2 * eps)"],
     "cycnn/_dispatch.py:@load": ["_want_avx2()", "import_module"],
     "cycnn/_conv.pyx:@im2col": ["prange(C * KH * KW", "cols[r, k + j]"],
+    "cycnn/_conv.pyx:@col2im": ["dxp[n, c, i * sh + p, j + q] += dcols[r, k + j]"],
+    "cycnn/conv.py:@_backward_im2col": ["np.matmul(dyt, cols.T", "np.matmul(w2.T, dyt",
+                                        "_conv.col2im("],
+    "cycnn/conv.py:@conv_output_size": ["(n + before + after - k) // stride + 1"],
+    "cycnn/conv.py:@resolve_padding": ["((ph, ph), (pw, pw))", "th // 2, th - th // 2"],
     "cycnn/model.py:@Sequential.forward": ["for layer in self.layers", "layer.forward(x)"],
     "cycnn/model.py:@Sequential.backward": ["reversed(self.layers[1:])", "layer.backward(dy)"],
     "cycnn/layers.py:@Conv2D.backward": ["conv2d_backward(dy, x"],
