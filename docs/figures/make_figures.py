@@ -8,7 +8,8 @@
 Each figure is a pair of functions: ``data()`` computes the numbers the figure shows (with
 cycnn, where cycnn computes them) and ``draw(data, path)`` draws them. The script writes
 ``figures.json`` beside the images: for every figure, a hash of its inputs (the data,
-rounded to 6 decimals, and this script's source) and a hash of the image written from them.
+rounded to 6 significant digits, its two functions and the shared drawing kit) and a hash
+of the image written from them.
 tests/test_figures.py recomputes the inputs' hash (cheap: no drawing) and fails when it no
 longer matches (the numbers or the drawing code changed since the image was made: rerun
 this script), when an image is missing, or when an image is not the one recorded. It never
@@ -622,8 +623,8 @@ FIGURES = {
 # --------------------------------------------------------------------------- freshness
 
 def _canonical(value):
-    """Data as JSON-able values, floats rounded to 6 decimals (-0.0 made 0.0), so that the
-    hash does not move with the last bits of a sum on another CPU."""
+    """Data as JSON-able values, floats rounded to 6 significant digits (-0.0 made 0.0),
+    so that the hash does not move with the last bits of a sum on another CPU."""
     if isinstance(value, dict):
         return {str(k): _canonical(v) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):
@@ -631,21 +632,35 @@ def _canonical(value):
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f":
             return {"shape": list(value.shape),
-                    "values": [round(float(v), 6) + 0.0 for v in value.ravel()]}
+                    "values": [_digits(v) for v in value.ravel()]}
         return {"shape": list(value.shape), "values": value.ravel().tolist()}
     if isinstance(value, (float, np.floating)):
-        return round(float(value), 6) + 0.0
+        return _digits(value)
     if isinstance(value, (np.integer,)):
         return int(value)
     return value
 
 
-def inputs_hash(name: str) -> str:
-    """Hash of what figure ``name`` is made from: its data and this script's source."""
-    data, _draw, _images = FIGURES[name]
-    payload = json.dumps({"figure": name, "data": _canonical(data()),
-                          "script": Path(__file__).read_text(encoding="utf-8")},
-                         sort_keys=True)
+#: what every figure's look depends on besides its own two functions
+KIT = (_plt, _tint, grid, outline, canvas, _pool_panels)
+
+
+def _digits(v) -> float:
+    return float(f"{float(v):.6g}") + 0.0
+
+
+def inputs_hash(name: str, values: dict | None = None) -> str:
+    """Hash of what figure ``name`` is made from: its data (``values``, by default
+    computed now), the source of its ``data`` and ``draw`` functions, and the shared
+    drawing kit (colours, sizes, helpers). Editing one figure's code makes only that
+    figure stale; editing the kit makes all of them."""
+    data, draw, images = FIGURES[name]
+    values = data() if values is None else values
+    kit = [inspect.getsource(f) for f in KIT]
+    kit.append(repr((WINDOW_COLOURS, INK, RED_INK, DPI)))
+    payload = json.dumps({"figure": name, "images": images, "data": _canonical(values),
+                          "code": [inspect.getsource(data), inspect.getsource(draw)],
+                          "kit": kit}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
