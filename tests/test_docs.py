@@ -333,40 +333,78 @@ def _expected_outputs() -> dict[str, str]:
     return wants
 
 
-#: numbers from the source documents (docs/INDEX of the seeds) -> the page whose running
-#: examples must print them
+#: numbers of the five source documents (shared/seeds/) that a learner could try to
+#: reproduce -> the page whose running examples must print them
 SEED_NUMBERS = {
     "index.md": ["[[0.044606 0.094061]\n [0.011262 0.068288]]"],
     "conv-forward.md": [
-        "28x28x6", "28\n",
-        "[0.3 0.6 0.1]",                                   # the grey filter (seed 000)
-        "[[ 1.  2.  1.]\n [ 0.  0.  0.]\n [-1. -2. -1.]]",  # the edge filter (seed 000)
+        "28x28x6", "28\n",                                # 32x32x3, six 5x5x3 filters (004)
+        "1000000",                                         # 100x100 image, 100 neurons (000)
+        "[0.3 0.6 0.1]",                                   # the grey filter (000)
+        "[[ 1.  2.  1.]\n [ 0.  0.  0.]\n [-1. -2. -1.]]",  # the edge filter (000)
     ],
     "conv-weight-gradient.md": [
-        "(4, 4)",                                          # (H - k1 + 1) x (W - k2 + 1)
-        "[[0.044606 0.094061]\n [0.011262 0.068288]]",
-        "[[-0.152303",                                     # SGD step from w00 = -0.13
+        "(4, 4)",                                          # (H - k1 + 1) x (W - k2 + 1) (001)
+        "[[0.044606 0.094061]\n [0.011262 0.068288]]",     # the answer's gradient (001)
+        "[[-0.152303",                                     # SGD step from w00 = -0.13 (001)
         "[0.0836]",                                        # db = sum of the delta
+        "((4, 4), 0.0686)",                                # its per-position bias b_ij (001)
     ],
     "dense-softmax.md": [
-        "[-0.340999  0.242433  0.098566]",          # dZ = Y_hat - Y, by the chain rule
-        "[[0.044606 0.094061]\n [0.011262 0.068288]]",  # MSE delta -> the seed's dW
+        "[-0.340999  0.242433  0.098566]",          # dZ = Y_hat - Y, by the chain rule (003)
+        "[[0.044606 0.094061]\n [0.011262 0.068288]]",  # MSE delta -> the seed's dW (001)
     ],
     "pooling.md": [
-        "[[6. 8.]\n [3. 4.]]",
+        "[[6. 8.]\n [3. 4.]]",                             # window maxima (004)
         "[[0 0 0 0]\n [0 1 0 1]\n [1 0 0 0]\n [0 0 0 1]]",
-        "[[0.25 0.25]\n [0.25 0.25]]",
-        "0.111111",
+        "[[0.25 0.25]\n [0.25 0.25]]",                     # 1/4 for 2x2 (003, 004)
+        "0.111111",                                        # 1/9 for 3x3 (004)
     ],
     "stride-padding.md": [
-        "(5, 13)",
+        "(5, 13)",                                         # 3x5 dilated with (2, 3) (002)
         "[[1 0 0 2 0 0 3 0 0 4 0 0 5]",
         "[5 0 0 6 0 0 7 0 0 8 0 0 9]]",
-        "(2, 2, 5, 7)",
-        "[[9 0 0 4 0 0 0]",
-        "[[9. 8. 7.]\n [6. 5. 4.]\n [3. 2. 1.]]",
+        "(2, 2, 5, 7)",                                    # the seeded batch (002), in full:
+        "sample 0, channel 0:\n[[9 4 0]\n [1 9 0]\n [1 8 9]]\n[[9 0 0 4 0 0 0]",
+        "sample 0, channel 1:\n[[0 8 6]\n [4 3 0]\n [4 6 8]]\n[[0 0 0 8 0 0 6]",
+        "sample 1, channel 0:\n[[1 8 4]\n [1 3 6]\n [5 3 9]]\n[[1 0 0 8 0 0 4]",
+        "sample 1, channel 1:\n[[6 9 1]\n [9 4 2]\n [6 7 8]]\n[[6 0 0 9 0 0 1]",
+        "[[9. 8. 7.]\n [6. 5. 4.]\n [3. 2. 1.]]",          # K1 rotated (002)
+        "(214, 145)",                                      # 'same' for stride (7, 4) (002)
+    ],
+    "sources.md": [                                        # the book's worked example (002)
+        "[[7 0 3 7 0 8 2 0]\n [8 7 9 5 4 1 6 6]\n [1 7 2 9 0 0 1 8]\n [7 8 2 1 0 0 2 6]\n"
+        " [3 6 6 4 8 9 0 0]]",                             # Kr, filter 0
+        "[[9 0 2 5 1 0 6 6]\n [9 1 5 3 8 5 7 0]\n [0 9 3 0 2 9 3 4]\n [6 2 1 9 6 3 8 6]\n"
+        " [6 5 6 0 5 7 8 3]]",                             # Kr, filter 1
+        "(256, 2, 36, 47)",                                # Z
+        "((256, 1, 36, 47), (2, 1, 5, 8), (2,))",          # dX, dK, db (per filter)
+        "(2, 36, 47)",                                     # the book's db
+        "[(256, 1, 250, 192), (256, 2, 254, 199), (256, 1, 250, 192)]",  # Xp, dZ_Dp, dXp
+        "261.0",                                           # its 'back' einsum's error
+        "(1, 2, 66, 83)",                                  # (214, 145) read per side
+        "((254, 199), (250, 192))",                        # dZ_Dp is not Xp's size
+        "-0.41703",                                        # cross-entropy without minus (003)
+        "((1, 2, 2, 2), 1.5)",                             # average across patches (003)
+        "[[3.25 5.25]",
     ],
 }
+
+#: numbers of the sources that cannot be reproduced, or are a source's mistake or
+#: convention, and the words that explain them on the page
+SEED_EXPLAINED = {
+    "conv-weight-gradient.md": ["\\(x_{0,0} = 0.25\\)", "cannot be\nrecomputed"],
+    "sources.md": ["\\(x_{0,0} = 0.25\\)", "cannot be recomputed",
+                   "padding it to make its size same as Xp", "1.0 and 1.0 + 1e-9",
+                   "\\(dZ = \\hat{Y} - Y\\)"],
+}
+
+
+@pytest.mark.parametrize("page", sorted(SEED_EXPLAINED))
+def test_seed_numbers_that_cannot_be_printed_are_explained(page):
+    text = (DOCS / page).read_text()
+    missing = [s for s in SEED_EXPLAINED[page] if s not in text]
+    assert not missing, f"{page}: the explanation of {missing} is gone"
 
 
 @pytest.mark.parametrize("page", sorted(SEED_NUMBERS))

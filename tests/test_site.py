@@ -177,6 +177,23 @@ def test_api_page_shows_no_rst_markup_and_no_private_base(site):
     assert "_Pool2D" not in api, "the API page shows the private base class _Pool2D"
 
 
+def test_links_between_pages_reach_their_anchors(site):
+    """A link to ``page/#anchor`` lands on an element with that id (mkdocs checks that the
+    page exists, not the anchor)."""
+    ids = {}
+    for page in site.rglob("*.html"):
+        ids[page.resolve()] = set(re.findall(r'\bid="([^"]+)"', page.read_text(encoding="utf-8")))
+    broken = []
+    for page, _ in ids.items():
+        for href in re.findall(r'href="([^"#:]*)#([^"]+)"', page.read_text(encoding="utf-8")):
+            target = (page.parent / href[0]).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if target in ids and href[1] not in ids[target]:
+                broken.append(f"{page.relative_to(site)} -> {href[0]}#{href[1]}")
+    assert not broken, "links to missing anchors:\n" + "\n".join(sorted(set(broken)))
+
+
 _SEARCH_TEX = re.compile(r"\\[()\[\]]|\$\$|\\(?:frac|sum|partial|cdot|operatorname|text|"
                          r"begin|end|mathsf|hat|qquad|quad|times|varepsilon)\b")
 
