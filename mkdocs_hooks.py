@@ -80,7 +80,7 @@ def on_files(files, config):
 
 # ----------------------------------------------------------------------------- includes
 
-_BY_NAME = re.compile(r'^(?P<lead>[ \t]*--8<--[ \t]+")(?P<path>[^"@:]+):@(?P<name>[\w.]+)"', re.M)
+_BY_NAME = re.compile(r'^(?P<lead>[ \t]*--8<--[ \t]+")(?P<path>[^"@:]+):@(?P<name>[\w.]+)"', re.MULTILINE)
 
 
 def block_lines(path: str, name: str) -> list[tuple[int, int]]:
@@ -167,7 +167,7 @@ def link_roles(html: str) -> str:
 
     def replace(match):
         name = match.group(1)
-        short = name[len("cycnn."):] if name.startswith("cycnn.") else name
+        short = name.removeprefix("cycnn.")
         for target in (f"cycnn.{short}", name):
             if f'id="{target}"' in html:
                 return f'<a href="#{target}"><code>{short}</code></a>'
@@ -194,7 +194,7 @@ def drop_rst_backticks(html: str) -> str:
 
 _CODE_BLOCK = re.compile(
     r'<div class="(?P<cls>(?:language-[\w-]+ )?highlight)">(?P<body><pre>.*?</pre>)</div>',
-    re.S,
+    re.DOTALL,
 )
 
 
@@ -239,7 +239,7 @@ _SYMBOLS = {
 _SPACES = {"qquad", "quad", "big", "Big", "bigg", "left", "right", "displaystyle",
            "limits", "nolimits", "!", ",", ";", ":", " ", "tag"}
 _ENVIRONMENTS = re.compile(r"\\(?:begin|end)\{[^}]*\}")
-_MATH = re.compile(r"\\\((?P<inline>.*?)\\\)|\\\[(?P<display>.*?)\\\]|\$\$(?P<dollars>.*?)\$\$", re.S)
+_MATH = re.compile(r"\\\((?P<inline>.*?)\\\)|\\\[(?P<display>.*?)\\\]|\$\$(?P<dollars>.*?)\$\$", re.DOTALL)
 
 
 def tex_to_text(tex: str) -> str:
@@ -278,7 +278,7 @@ def _group(part: str) -> str:
 def search_text(text: str) -> str:
     """Replace the math of one search-index entry by its plain-text reading, leaving
     code blocks (``<pre>...</pre>``) alone."""
-    parts = re.split(r"(<pre>.*?</pre>)", text, flags=re.S)
+    parts = re.split(r"(<pre>.*?</pre>)", text, flags=re.DOTALL)
     for k in range(0, len(parts), 2):
         parts[k] = _MATH.sub(
             lambda m: tex_to_text(m["inline"] if m["inline"] is not None else

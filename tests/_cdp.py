@@ -55,7 +55,8 @@ class Chromium:
             raise CDPError("chromium is not installed (apt-get install -y chromium)")
         self.timeout = timeout
         self._profile = tempfile.TemporaryDirectory(prefix="cycnn-chromium-")
-        self._log = open(os.path.join(self._profile.name, "stderr.log"), "wb")
+        # Chromium's own output, kept open for as long as the process runs
+        self._log = open(os.path.join(self._profile.name, "stderr.log"), "wb")  # noqa: SIM115
         # our ends are kept away from 3 and 4, which the child's ends are copied to
         to_chrome_r, to_chrome_w = (_high(fd) for fd in os.pipe())
         from_chrome_r, from_chrome_w = (_high(fd) for fd in os.pipe())
@@ -176,10 +177,15 @@ class Chromium:
     # ----------------------------------------------------------------- tabs
 
     def new_tab(self, width: int, height: int, dark: bool = False) -> Tab:
-        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        """A tab in a browser context of its own: no cookies or local storage are shared
+        with other tabs (a page's stored settings, such as Material's palette choice,
+        cannot leak from one view into the next)."""
+        context = self.send("Target.createBrowserContext")["browserContextId"]
+        target = self.send("Target.createTarget", {"url": "about:blank",
+                                                   "browserContextId": context})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
             "sessionId"]
-        return Tab(self, target, session, width, height, dark)
+        return Tab(self, target, session, width, height, dark, context)
 
     def close(self) -> None:
         if self.pid is None:
@@ -216,8 +222,9 @@ class Tab:
     """One page in its own tab, with everything it requested and every error it raised."""
 
     def __init__(self, browser: Chromium, target: str, session: str, width: int, height: int,
-                 dark: bool):
+                 dark: bool, context: str | None = None):
         self.browser, self.target, self.session = browser, target, session
+        self.context = context
         self.width, self.height = width, height
         self._start = browser.mark()
         send = self.command
@@ -313,6 +320,9 @@ class Tab:
     def close(self) -> None:
         try:
             self.browser.send("Target.closeTarget", {"targetId": self.target}, timeout=10)
+            if self.context:
+                self.browser.send("Target.disposeBrowserContext",
+                                  {"browserContextId": self.context}, timeout=10)
         except CDPError:
             pass
 

@@ -97,7 +97,7 @@ def test_pytest_run_fails_on_a_wrong_output(tmp_path):
     (tmp_path / "conftest.py").write_text((ROOT / "conftest.py").read_text())
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "docs"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 failed, 5 passed" in proc.stdout, proc.stdout  # 3 examples a page, 1 wrong
@@ -116,7 +116,7 @@ def test_the_standard_doctest_runner_passes_on_the_page(page):
     pass with nothing set up beforehand, in a fresh interpreter, from any directory."""
     proc = subprocess.run(
         [sys.executable, "-m", "doctest", "-o", "ELLIPSIS", str(DOCS / page)],
-        cwd=ROOT / "tests", capture_output=True, text=True, timeout=300,
+        cwd=ROOT / "tests", capture_output=True, text=True, timeout=300, check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
@@ -127,7 +127,7 @@ def test_the_standard_runner_fails_on_a_wrong_output(tmp_path):
     page = tmp_path / "wrong.md"
     page.write_text(WRONG_PAGE)
     proc = subprocess.run([sys.executable, "-m", "doctest", "-o", "ELLIPSIS", str(page)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1 and "0.123456" in proc.stdout, proc.stdout
 
 
@@ -172,7 +172,7 @@ def test_every_page_has_examples_that_sybil_collects():
 
 def test_api_page_lists_every_public_name():
     text = (DOCS / "api.md").read_text()
-    documented = set(re.findall(r"^::: cycnn\.([A-Za-z_][\w]*)\s*$", text, re.M))
+    documented = set(re.findall(r"^::: cycnn\.([A-Za-z_][\w]*)\s*$", text, re.MULTILINE))
     missing = [name for name in cycnn.__all__ if name not in documented]
     assert not missing, f"docs/api.md has no '::: cycnn.NAME' entry for: {missing}"
     unknown = sorted(documented - set(cycnn.__all__))
@@ -228,7 +228,7 @@ INCLUDES = {
     ],
 }
 
-_INCLUDE = re.compile(r'^\s*--8<--\s+"([^"]+)"\s*$', re.M)
+_INCLUDE = re.compile(r'^\s*--8<--\s+"([^"]+)"\s*$', re.MULTILINE)
 
 
 def _hooks():
@@ -373,10 +373,10 @@ SEED_NUMBERS = {
         "(214, 145)",                                      # 'same' for stride (7, 4) (002)
     ],
     "sources.md": [                                        # the book's worked example (002)
-        "[[7 0 3 7 0 8 2 0]\n [8 7 9 5 4 1 6 6]\n [1 7 2 9 0 0 1 8]\n [7 8 2 1 0 0 2 6]\n"
-        " [3 6 6 4 8 9 0 0]]",                             # Kr, filter 0
-        "[[9 0 2 5 1 0 6 6]\n [9 1 5 3 8 5 7 0]\n [0 9 3 0 2 9 3 4]\n [6 2 1 9 6 3 8 6]\n"
-        " [6 5 6 0 5 7 8 3]]",                             # Kr, filter 1
+        ("[[7 0 3 7 0 8 2 0]\n [8 7 9 5 4 1 6 6]\n [1 7 2 9 0 0 1 8]\n [7 8 2 1 0 0 2 6]\n"
+         " [3 6 6 4 8 9 0 0]]"),                           # Kr, filter 0
+        ("[[9 0 2 5 1 0 6 6]\n [9 1 5 3 8 5 7 0]\n [0 9 3 0 2 9 3 4]\n [6 2 1 9 6 3 8 6]\n"
+         " [6 5 6 0 5 7 8 3]]"),                           # Kr, filter 1
         "(256, 2, 36, 47)",                                # Z
         "((256, 1, 36, 47), (2, 1, 5, 8), (2,))",          # dX, dK, db (per filter)
         "(2, 36, 47)",                                     # the book's db
@@ -428,9 +428,9 @@ def test_sphinx_roles_in_docstrings_become_links():
 def test_page_has_the_parts_of_a_docs_page(page):
     """STYLE.md's order: claim, equation, worked example, pitfall, "in the code", API link."""
     text = (DOCS / page).read_text()
-    assert re.search(r"^\$\$", text, re.M), f"{page}: no displayed equation"
+    assert re.search(r"^\$\$", text, re.MULTILINE), f"{page}: no displayed equation"
     assert "```python\n>>>" in text, f"{page}: no worked example with prompts"
-    assert re.search(r'^\s*!!! warning "Pitfall', text, re.M), f"{page}: no pitfall admonition"
+    assert re.search(r'^\s*!!! warning "Pitfall', text, re.MULTILINE), f"{page}: no pitfall admonition"
     assert "--8<--" in text, f"{page}: no code included from the source"
     assert "][cycnn." in text, f"{page}: no link into the API reference"
 

@@ -139,7 +139,7 @@ def sliding_window_draw(d, path):
             i, j = CORNERS[k]
             active = step < 4
 
-            def fill_x(r, c, i=i, j=j):
+            def fill_x(r, c, i=i, j=j, k=k, active=active):
                 inside = i <= r < i + 2 and j <= c < j + 2
                 return _tint(WINDOW_COLOURS[k], 0.55) if (inside and active) else "white"
 
@@ -152,12 +152,12 @@ def sliding_window_draw(d, path):
             grid(ax, d["w"], 3.6, -0.5, fill=lambda r, c: "#eeeeee")
             ax.text(4.6, 0.35, "filter w", ha="center", fontsize=13)
 
-            def fill_y(r, c):
+            def fill_y(r, c, k=k):
                 n = CORNERS.index((r, c))
                 return _tint(WINDOW_COLOURS[n], 0.55) if n <= k else "white"
 
             grid(ax, d["y"], 6.2, -0.5, fill=fill_y,
-                 text=lambda r, c, v: f"{v:g}" if CORNERS.index((r, c)) <= k else "")
+                 text=lambda r, c, v, k=k: f"{v:g}" if CORNERS.index((r, c)) <= k else "")
             ax.text(7.2, 0.35, "output y", ha="center", fontsize=13)
             writer.grab_frame()
     plt.close(fig)

@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from make_figures import DPI, RED_INK, _plt
 
 import cycnn
-from make_figures import DPI, RED_INK, _plt
 
 HERE = Path(__file__).resolve().parent
 
