@@ -7,7 +7,9 @@ the Chrome DevTools Protocol (tests/_cdp.py), at a phone width (390 px) and a de
 width (1300 px), plus the desktop width in the dark palette, and fail on
 
 * a display equation that is not typeset, has an empty box, is drawn below 85 % of its
-  natural size, or is cut off instead of scrolling (and inline math that is not typeset);
+  natural size, or is cut off instead of scrolling (and inline math that is not typeset,
+  or runs off the side of the screen);
+* on the desktop width, a code block or display equation that needs sideways scrolling;
 * any JavaScript error: uncaught exceptions, ``console.error``, failed loads;
 * raw TeX left in the page text (``\\(``, ``$$``, ``\\frac``, an escaped quote ``\\"``);
 * an image that did not load;
@@ -332,6 +334,21 @@ PAGE_CHECK = r"""
   while (walker.nextNode()) text += walker.currentNode.nodeValue + " ";
   const tex = text.match(/\\[()\[\]"]|\$\$|\\(?:frac|sum|partial|cdot|operatorname|text|begin|end|mathsf|hat|qquad|times|varepsilon)\b/g);
   if (tex) problems.push(`raw TeX in the page text: ${[...new Set(tex)].join(" ")}`);
+  // on a desktop, code and display equations fit the text column: nothing to scroll
+  // (a traceback's one long message line excepted)
+  if (viewport >= 1200) {
+    document.querySelectorAll(".md-content pre > code").forEach((code, k) => {
+      if (code.scrollWidth > code.clientWidth + 1 &&
+          !code.textContent.includes("Traceback (most recent call last)")) {
+        problems.push(`code block ${k + 1}: cut at ${code.clientWidth} px, needs ${code.scrollWidth}`);
+      }
+    });
+    document.querySelectorAll("div.arithmatex").forEach((block, k) => {
+      if (block.scrollWidth > block.clientWidth + 1) {
+        problems.push(`display equation ${k + 1}: needs sideways scrolling on a desktop`);
+      }
+    });
+  }
   if (window.__expect_dark !== undefined) {
     const scheme = document.body.getAttribute("data-md-color-scheme");
     if ((scheme === "slate") !== window.__expect_dark) problems.push(`palette is ${scheme}`);
@@ -430,6 +447,7 @@ CANARY = r"""<!doctype html>
 <style>
   #squeezed mjx-container { transform: scale(0.5); transform-origin: left; }
   #empty mjx-container { display: inline-block; width: 0; overflow: hidden; }
+  pre > code { display: block; overflow: auto; }
 </style></head>
 <body><div class="md-content">
   <p>Raw \(x\) and \"quotes\" left for the reader.</p>
@@ -437,6 +455,7 @@ CANARY = r"""<!doctype html>
   <div class="arithmatex" id="squeezed">\[ y = \sum_{c, p, q} w[f, c, p, q] \, x[n, c, i + p, j + q] \]</div>
   <div class="arithmatex" id="empty">\[ dx = \operatorname{rot180}(w) \star dy \]</div>
   <img src="http://canary.example.invalid/pixel.png" alt="">
+  <pre><code>LONG</code></pre>
   <script>console.error("canary: console error");</script>
   <script>throw new Error("canary: uncaught exception");</script>
 </div>
@@ -451,7 +470,8 @@ def test_the_canary_trips_every_check(site, server, browser):
     """A page that breaks every rule must be caught by every check, at both widths."""
     canary = site / "canary.html"
     terms = " + ".join(f"w_{{{k}}} x_{{{k}}}" for k in range(40))
-    canary.write_text(CANARY.replace("TERMS", terms), encoding="utf-8")
+    canary.write_text(CANARY.replace("TERMS", terms).replace("LONG", "x = 1  # " + "a" * 300),
+                      encoding="utf-8")
     try:
         for view in VIEWS[:2]:
             problems, foreign, errors, _ = inspect_page(browser, server + canary.name, server,
@@ -462,6 +482,8 @@ def test_the_canary_trips_every_check(site, server, browser):
             assert "raw TeX" in text and "\\(" in text and '\\"' in text, text
             assert "image not loaded" in text, text
             assert "inline math 1: runs off the screen" in text, text
+            if view[1] >= 1200:
+                assert "code block 1: cut at" in text, text
             assert any("canary.example.invalid" in u for u in foreign), foreign
             assert any("canary: console error" in e for e in errors), errors
             assert any("canary: uncaught exception" in e for e in errors), errors
