@@ -150,6 +150,12 @@ TEACHING_PAGES = [p for p in EXAMPLE_PAGES if p not in NOT_TEACHING]
 
 
 @pytest.mark.parametrize("page", TEACHING_PAGES)
+def test_teaching_page_shows_a_figure(page):
+    assert re.search(r"!\[[^\]]+\]\(figures/", (DOCS / page).read_text()), (
+        f"{page}: no figure (made by docs/figures/make_figures.py)")
+
+
+@pytest.mark.parametrize("page", TEACHING_PAGES)
 def test_teaching_page_ends_with_the_place_for_its_exercises(page):
     text = (DOCS / page).read_text()
     assert text.count(EXERCISES_MARKER) == 1, (

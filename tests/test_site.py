@@ -489,3 +489,36 @@ def test_the_canary_trips_every_check(site, server, browser):
             assert any("canary: uncaught exception" in e for e in errors), errors
     finally:
         canary.unlink()
+
+
+@needs_chromium
+def test_a_copy_button_copies_code_that_runs(site, server, browser):
+    """Click the first copy button of the pooling page as a reader would; what reaches the
+    clipboard has no prompts and no outputs, and runs on its own."""
+    tab = browser.new_tab(1300, 900)
+    try:
+        tab.goto(server + "pooling/")
+        tab.evaluate("""document.addEventListener("copy", () => {
+            const el = document.activeElement;
+            window.__copied = el && el.value !== undefined ? el.value : String(getSelection());
+        }, true)""")
+        x, y = tab.evaluate("""(() => {
+            const button = document.querySelector("button[data-clipboard-target]");
+            button.scrollIntoView({block: "center"});
+            const r = button.getBoundingClientRect();
+            return [r.x + r.width / 2, r.y + r.height / 2];
+        })()""")
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            tab.command("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y,
+                                                     "button": "left", "clickCount": 1})
+        copied = tab.evaluate("""new Promise(done => {
+            const wait = () => window.__copied ? done(window.__copied) : setTimeout(wait, 50);
+            wait();
+        })""", timeout=10)
+    finally:
+        tab.close()
+    assert ">>>" not in copied and "[[6. 8.]" not in copied, copied
+    proc = subprocess.run([sys.executable, "-c", copied], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "[[6. 8.]" in proc.stdout, proc.stdout

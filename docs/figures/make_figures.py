@@ -581,6 +581,40 @@ def conv_filters_draw(d, path):
     plt.close(fig)
 
 
+def padding_conventions_data():
+    x = np.ones((1, 1, 3, 3))
+    book = ((1, 1), (0, 1))                              # the tuple (2, 1) as totals
+    per_side = cycnn.resolve_padding((2, 1))             # the tuple (2, 1) per side
+    return {"x": x, "book": book, "per_side": per_side,
+            "book_padded": cycnn.zero_pad(x, book)[0, 0],
+            "cycnn_padded": cycnn.zero_pad(x, per_side)[0, 0]}
+
+
+def padding_conventions_draw(d, path):
+    plt = _plt()
+    fig, ax = canvas(plt, 7.2, 3.6, (-0.6, 15.6), (-8.4, 1.6))
+    panels = [(1.3, d["book_padded"], d["book"], "padding (2, 1) as totals",
+               "(the book chapter)"),
+              (7.8, d["cycnn_padded"], d["per_side"], "padding (2, 1) per side",
+               "(cycnn, PyTorch)")]
+    for x0, padded, ((pt, _pb), (pl, _pr)), title, who in panels:
+        rows, cols = padded.shape
+
+        def fill(r, c, pt=pt, pl=pl):
+            inside = pt <= r < pt + 3 and pl <= c < pl + 3
+            return _tint(BLUE, 0.45) if inside else "#f2f2f2"
+
+        grid(ax, padded, x0, 0, fill=fill,
+             text=lambda r, c, v: "x" if v else "0", size=12)
+        ax.text(x0 + cols / 2, 1.05, title, ha="center", fontsize=13)
+        ax.text(x0 + cols / 2, 0.35, who, ha="center", fontsize=12)
+        sides = cycnn.resolve_padding(((pt, _pb), (pl, _pr)))
+        ax.text(x0 + cols / 2, -rows - 0.7, f"((pt, pb), (pl, pr)) = {sides}", ha="center",
+                fontsize=12)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
 # --------------------------------------------------------------------------- training
 
 def training_data():
@@ -614,6 +648,8 @@ FIGURES = {
     "softmax_gradient": (softmax_gradient_data, softmax_gradient_draw, ["softmax_gradient.png"]),
     "gradcheck_error": (gradcheck_error_data, gradcheck_error_draw, ["gradcheck_error.png"]),
     "lenet_shapes": (lenet_shapes_data, lenet_shapes_draw, ["lenet_shapes.png"]),
+    "padding_conventions": (padding_conventions_data, padding_conventions_draw,
+                            ["padding_conventions.png"]),
     "training": (training_data, training_draw,
                  ["training_curves.png", "training_predictions.png", "training_filters.png",
                   "training_feature_maps.png"]),
