@@ -38,6 +38,7 @@ from .pool import *  # noqa: E402,F403
 from .training import *  # noqa: E402,F403
 from .zoo import *  # noqa: E402,F403
 
+# isort: split
 from . import check  # noqa: E402  (checkers for a learner's code: uses the names above)
 
 __version__ = "0.1.0"
