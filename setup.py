@@ -93,10 +93,11 @@ int main(void) {
 """
 
 
-def _cpu_module_source():
+def _cpu_module_source(requested):
     """``cycnn/_cpu.pyx`` as generated text: one ``__builtin_cpu_supports`` call per feature
     the variants need (the builtin takes only a string literal, so the calls are written
-    out), and the table itself, so the loader reads the same rows the build used."""
+    out), the table itself, so the loader reads the same rows the build used, and the
+    variants this build was asked for (``CYCNN_VARIANTS``)."""
     features = sorted({f for _, _, needs in VARIANTS for f in needs})
     checks = "\n".join(
         f'    if (__builtin_cpu_supports("{f}")) bits |= 1u << {k};' for k, f in enumerate(features)
@@ -124,6 +125,9 @@ FEATURES = {features!r}
 
 #: (suffix, features needed) per build variant, best first, as in setup.py
 VARIANTS = {table!r}
+
+#: the variants this build was asked to compile (all, unless CYCNN_VARIANTS said otherwise)
+REQUESTED = {requested!r}
 
 
 def cpu_features():
@@ -170,10 +174,11 @@ def _extensions():
     native = os.environ.get("CYCNN_MARCH_NATIVE", "") not in ("", "0")
     wanted = os.environ.get("CYCNN_VARIANTS")
     wanted = None if wanted is None else {v.strip() for v in wanted.split(",") if v.strip()}
+    requested = [s for s, _, _ in VARIANTS if x86 and (wanted is None or s in wanted)]
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     exts = []
     cpu = GENERATED / "_cpu.pyx"
-    _write_if_changed(cpu, _cpu_module_source())
+    _write_if_changed(cpu, _cpu_module_source(requested))
     exts.append(Extension("cycnn._cpu", [str(cpu.relative_to(HERE))], extra_compile_args=["-O2"]))
     for pyx in sorted((HERE / "cycnn").glob("_*.pyx")):
         name = f"cycnn.{pyx.stem}"

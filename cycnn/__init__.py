@@ -61,7 +61,7 @@ def build_info():
     -------
     dict
         ``cpu`` is the processor's model name, ``cpu_features`` the features (among those
-        the build variants need) that it reports, ``variants`` the variants built into
+        the build variants need) that it reports, ``variants`` the variants present in
         this installation, best first, and ``kernels`` maps each kernel module to the
         build chosen at import (for instance ``'avx512'``, ``'avx2'`` or
         ``'baseline x86-64'``). ``openmp`` says whether the kernels were compiled with
@@ -74,7 +74,7 @@ def build_info():
         "version": __version__,
         "cpu": _dispatch.cpu_model(),
         "cpu_features": sorted(_dispatch.cpu_features()),
-        "variants": [s for s, _ in _dispatch.variants()],
+        "variants": _dispatch.built(),
         "kernels": _chosen_kernels(),
         "openmp": bool(conv._conv.OPENMP),
         "threads": get_num_threads(),  # noqa: F405

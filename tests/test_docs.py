@@ -110,6 +110,7 @@ def test_pytest_run_fails_on_a_wrong_output(tmp_path):
 EXAMPLE_PAGES = sorted(p.name for p in DOCS.glob("*.md") if "```python" in p.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", EXAMPLE_PAGES)
 def test_the_standard_doctest_runner_passes_on_the_page(page):
     """A reader told that the pages are doctests runs ``python -m doctest`` on one: it must

@@ -34,16 +34,16 @@ import numpy as np
 import pytest
 
 import cycnn
+from conftest import needs_browser
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "docs" / "javascripts" / "explorer.js"
 PAGE = ROOT / "docs" / "stride-padding.md"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="chromium is not installed (apt-get install -y chromium): the explorer is not run",
-)
+needs_chromium = needs_browser(CHROMIUM, "the explorer is not run")
 
 #: (H, W, KH, KW, sh, sw, ph, pw, dh, dw): square and not, strides that divide and do not,
 #: padding on one axis, 1x1 and whole-input kernels, a kernel that does not fit, dilation

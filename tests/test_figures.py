@@ -99,6 +99,7 @@ def test_at_least_one_animation():
 
 
 @pytest.mark.filterwarnings("ignore")
+@pytest.mark.slow
 def test_the_one_command_makes_a_figure(tmp_path):
     """The script runs: it draws a figure into another directory and records it there."""
     pytest.importorskip("matplotlib", reason="matplotlib (a docs extra) draws the figures")

@@ -28,6 +28,8 @@ import pytest
 from cycnn import _notebooks
 from cycnn.cli import main
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted(p.stem for p in DOCS.glob("*.md"))

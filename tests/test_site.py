@@ -45,7 +45,9 @@ import pytest
 import cycnn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _cdp
+import _cdp  # noqa: E402
+
+from conftest import needs_browser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -65,12 +67,9 @@ needs_mkdocs = pytest.mark.skipif(
     importlib.util.find_spec("mkdocs") is None,
     reason="mkdocs is not installed (pip install -e '.[docs]'): the site is not built",
 )
-needs_chromium = pytest.mark.skipif(
-    _cdp.EXECUTABLE is None,
-    reason="chromium is not installed (apt-get install -y chromium): pages are not loaded",
-)
+needs_chromium = needs_browser(_cdp.EXECUTABLE, "pages are not loaded")
 
-pytestmark = needs_mkdocs
+pytestmark = [needs_mkdocs, pytest.mark.slow]
 
 
 # --------------------------------------------------------------------------- fixtures
