@@ -13,9 +13,9 @@ outputs for themselves). In detail:
   ``class name`` without its docstring, as on the site; ``file:first:last`` a range);
 * an admonition (``!!! kind "Title"``) becomes its bold title followed by its content; a
   collapsible one (``??? kind "Title"``, used for solutions) shows its title, then its
-  content in cells of their own, folded (``source_hidden``) until the reader opens
-  them: the prose of a solution as well as its code, so that no question is followed by
-  its answer in plain sight;
+  content in cells of their own, folded (``source_hidden``, and ``outputs_hidden`` for
+  code) until the reader opens them: the prose of a solution as well as its code and
+  what the code prints, so that no question is followed by its answer in plain sight;
 * ``\\( ... \\)`` becomes ``$ ... $``; links to other pages point at their notebooks;
   links into the API reference become plain text (``help(name)`` shows the docstring);
 * images are attached to their cell, so a notebook is a single self-contained file;
@@ -146,8 +146,8 @@ class _Builder:
     def code(self, text: str, hidden=False, raises=False, want=""):
         self.flush()
         metadata = {}
-        if hidden:
-            metadata["jupyter"] = {"source_hidden": True}
+        if hidden:  # folded, and so are its outputs once it has run ("Run all")
+            metadata["jupyter"] = {"source_hidden": True, "outputs_hidden": True}
         if raises:
             metadata["tags"] = ["raises-exception"]
         if self.expected:  # what the page shows under this code (for the tests)

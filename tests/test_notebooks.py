@@ -162,6 +162,8 @@ def test_a_page_becomes_markdown_and_code_cells(page_notebook):
     # ... its prose too, in cells of its own; the question and the title stay in sight
     folded = [_text(c) for c in cells if c["metadata"].get("jupyter", {}).get("source_hidden")]
     assert folded == ["One more than 2:", "f(2)", "Because f adds one."]
+    solution_code = next(c for c in cells if _text(c) == "f(2)")
+    assert solution_code["metadata"]["jupyter"]["outputs_hidden"] is True  # after Run all
     asked = next(c for c in cells if "what is f(2)?" in _text(c))
     assert _text(asked).endswith("**Solution** (open the hidden cells to see it)")
     assert cells[-2]["metadata"]["tags"] == ["raises-exception"]
