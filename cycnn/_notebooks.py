@@ -12,8 +12,10 @@ outputs for themselves). In detail:
   one is replaced by the lines it includes (``file:@name`` is the whole ``def name`` or
   ``class name`` without its docstring, as on the site; ``file:first:last`` a range);
 * an admonition (``!!! kind "Title"``) becomes its bold title followed by its content; a
-  collapsible one (``??? kind "Title"``, used for solutions) also hides the source of
-  its code cells until the reader opens them;
+  collapsible one (``??? kind "Title"``, used for solutions) shows its title, then its
+  content in cells of their own, folded (``source_hidden``, and ``outputs_hidden`` for
+  code) until the reader opens them: the prose of a solution as well as its code and
+  what the code prints, so that no question is followed by its answer in plain sight;
 * ``\\( ... \\)`` becomes ``$ ... $``; links to other pages point at their notebooks;
   links into the API reference become plain text (``help(name)`` shows the docstring);
 * images are attached to their cell, so a notebook is a single self-contained file;
@@ -125,6 +127,7 @@ class _Builder:
         self.cells: list[dict] = []
         self.markdown: list[str] = []
         self.attachments: dict[str, dict] = {}
+        self.folded = False  # inside a collapsible block: Markdown cells are folded too
 
     def _id(self):
         return f"{self.name}-{len(self.cells) + 1}"
@@ -132,7 +135,8 @@ class _Builder:
     def flush(self):
         text = "\n".join(self.markdown).strip("\n")
         if text:
-            cell = {"cell_type": "markdown", "id": self._id(), "metadata": {},
+            metadata = {"jupyter": {"source_hidden": True}} if self.folded else {}
+            cell = {"cell_type": "markdown", "id": self._id(), "metadata": metadata,
                     "source": _source(text)}
             if self.attachments:
                 cell["attachments"] = self.attachments
@@ -142,8 +146,8 @@ class _Builder:
     def code(self, text: str, hidden=False, raises=False, want=""):
         self.flush()
         metadata = {}
-        if hidden:
-            metadata["jupyter"] = {"source_hidden": True}
+        if hidden:  # folded, and so are its outputs once it has run ("Run all")
+            metadata["jupyter"] = {"source_hidden": True, "outputs_hidden": True}
         if raises:
             metadata["tags"] = ["raises-exception"]
         if self.expected:  # what the page shows under this code (for the tests)
@@ -233,8 +237,15 @@ def _convert(builder: _Builder, lines: list[str], hidden=False):
                 builder.prose(f"**{title}**" + (" (open the hidden cells to see it)"
                                                 if collapsible else ""))
                 builder.markdown.append("")
-            _convert(builder, inner, hidden or collapsible)
-            builder.markdown.append("")
+            if collapsible:  # what came before stays in sight, and so does the title
+                builder.flush()
+                folded, builder.folded = builder.folded, True
+                _convert(builder, inner, True)
+                builder.flush()
+                builder.folded = folded
+            else:
+                _convert(builder, inner, hidden)
+                builder.markdown.append("")
             k = end
             continue
         builder.prose(line)

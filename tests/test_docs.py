@@ -166,6 +166,117 @@ def test_teaching_page_ends_with_the_place_for_its_exercises(page):
         f"{page}: only the exercises may follow the exercises marker, found {after[:60]!r}")
 
 
+#: the pages whose subject is a backward pass: at least one solution there runs a checker
+#: of cycnn.check on the learner's implementation
+BACKWARD_PAGES = {"conv-weight-gradient.md", "conv-input-gradient.md", "stride-padding.md",
+                  "im2col.md", "transposed-conv.md", "pooling.md", "dense-softmax.md",
+                  "network.md", "sources.md"}
+_EXERCISE = re.compile(r"^### Exercise (\d+): \S.*$", re.MULTILINE)
+_SOLUTION = '??? success "Solution"'
+_CHECKER_CALL = re.compile(r"\bcheck\.(\w+)\(")
+
+
+def exercises(text: str) -> list[dict]:
+    """The exercises of a page: its number, the question and the solution block of each.
+
+    An exercise is a ``### Exercise N: title`` heading in the page's ``## Exercises``
+    section (after the exercises marker), its question the text up to the first line
+    ``??? success "Solution"``, and the solution that block's indented body.
+    """
+    section = text.split(EXERCISES_MARKER, 1)[-1]
+    heads = list(_EXERCISE.finditer(section))
+    found = []
+    for k, head in enumerate(heads):
+        end = heads[k + 1].start() if k + 1 < len(heads) else len(section)
+        body = section[head.end():end]
+        question, _, rest = body.partition("\n" + _SOLUTION + "\n")
+        solution = [line for line in rest.splitlines()
+                    if not line.strip() or line.startswith("    ")] if rest else []
+        found.append({"number": int(head[1]), "question": question.strip(),
+                      "solution": "\n".join(solution), "solutions": body.count(_SOLUTION),
+                      "start": text.index(head[0])})
+    return found
+
+
+@pytest.mark.parametrize("page", TEACHING_PAGES)
+def test_teaching_page_has_three_to_five_exercises_with_executed_solutions(page):
+    text = (DOCS / page).read_text()
+    assert "\n## Exercises\n" in text.split(EXERCISES_MARKER, 1)[-1], (
+        f"{page}: no '## Exercises' section after the exercises marker")
+    found = exercises(text)
+    assert 3 <= len(found) <= 5, f"{page}: {len(found)} exercises, expected 3 to 5"
+    assert [e["number"] for e in found] == list(range(1, len(found) + 1)), (
+        f"{page}: exercises not numbered 1, 2, ...")
+    for e in found:
+        where = f"{page}, exercise {e['number']}"
+        assert e["question"], f"{where}: no question before the solution"
+        assert e["solutions"] == 1, f"{where}: {e['solutions']} solution blocks, expected 1"
+        assert "```python\n    >>> " in e["solution"], (
+            f"{where}: the solution shows no executed example (```python with >>>)")
+
+
+def test_sybil_runs_every_solution_block():
+    """Every solution's examples are among those Sybil collects on the page."""
+    sybil = _docs_conftest().make_sybil(path=str(DOCS))
+    missing = []
+    for page in TEACHING_PAGES:
+        text = (DOCS / page).read_text()
+        starts = [example.start for example in sybil.parse(DOCS / page).examples()]
+        for e in exercises(text):
+            first = text.index(_SOLUTION, e["start"])
+            last = first + len(_SOLUTION) + len(e["solution"])
+            if not any(first < at < last for at in starts):
+                missing.append(f"{page}, exercise {e['number']}")
+    assert not missing, f"solutions Sybil does not run: {missing}"
+
+
+@pytest.mark.parametrize("page", sorted(BACKWARD_PAGES))
+def test_a_solution_on_a_backward_pass_page_runs_a_checker(page):
+    assert page in TEACHING_PAGES
+    called = {name for e in exercises((DOCS / page).read_text())
+              for name in _CHECKER_CALL.findall(e["solution"])}
+    assert called, f"{page}: no solution calls a checker of cycnn.check"
+    unknown = called - set(cycnn.check.__all__)
+    assert not unknown, f"{page}: check.{sorted(unknown)} is not a checker of cycnn.check"
+
+
+SOLUTION_PAGE = GOOD_PAGE + f"""
+{EXERCISES_MARKER}
+
+## Exercises
+
+### Exercise 1: A third
+
+What is one third, to six decimals?
+
+??? success "Solution"
+    Divide:
+
+    ```python
+    >>> print(np.array([1.0]) / 3)
+    [0.333333]
+
+    ```
+"""
+WRONG_SOLUTION_PAGE = SOLUTION_PAGE.replace("[0.333333]", "[0.333334]")
+
+
+def test_a_wrong_solution_fails_sybil_and_the_standard_runner(tmp_path):
+    """A solution folded in a ``???`` block is executed: a wrong one fails both ways."""
+    good, wrong = tmp_path / "good.md", tmp_path / "wrong.md"
+    good.write_text(SOLUTION_PAGE)
+    wrong.write_text(WRONG_SOLUTION_PAGE)
+    assert [e["number"] for e in exercises(SOLUTION_PAGE)] == [1]
+    _evaluate_all(good)
+    with pytest.raises(SybilFailure, match=r"0\.333334"):
+        _evaluate_all(wrong)
+    for page, status in ((good, 0), (wrong, 1)):
+        proc = subprocess.run([sys.executable, "-m", "doctest", "-o", "ELLIPSIS", str(page)],
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == status, proc.stdout
+    assert "0.333334" in proc.stdout
+
+
 def test_every_page_has_examples_that_sybil_collects():
     sybil = _docs_conftest().make_sybil(path=str(DOCS))
     counts = {}

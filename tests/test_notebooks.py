@@ -90,12 +90,19 @@ def f(v):
 
     ```
 
+Exercise: what is f(2)?
+
 ??? success "Solution"
+    One more than 2:
+
     ```python
     >>> f(2)
     3
 
     ```
+
+    Because f adds one.
+
 
 ```py
 --8<-- "src/k.py:@g"
@@ -142,7 +149,7 @@ def test_a_page_becomes_markdown_and_code_cells(page_notebook):
     nbformat.validate(nbformat.from_dict(nb))
     cells = nb["cells"]
     kinds = "".join("m" if c["cell_type"] == "markdown" else "c" for c in cells)
-    assert kinds == "mccccmcmcmcm", kinds
+    assert kinds == "mccccmcmmcmmcm", kinds
     code = [_text(c) for c in cells if c["cell_type"] == "code"]
     # prompts gone, outputs gone, a cell ends after every example that shows an output
     assert code[:3] == ["import numpy as np\na = np.arange(3)\na", "b = a + 1\nprint(b)",
@@ -154,6 +161,13 @@ def test_a_page_becomes_markdown_and_code_cells(page_notebook):
     hidden = [c["metadata"].get("jupyter", {}).get("source_hidden") for c in cells
               if c["cell_type"] == "code"]
     assert hidden == [None, None, None, None, None, True, None]  # the solution is folded
+    # ... its prose too, in cells of its own; the question and the title stay in sight
+    folded = [_text(c) for c in cells if c["metadata"].get("jupyter", {}).get("source_hidden")]
+    assert folded == ["One more than 2:", "f(2)", "Because f adds one."]
+    solution_code = next(c for c in cells if _text(c) == "f(2)")
+    assert solution_code["metadata"]["jupyter"]["outputs_hidden"] is True  # after Run all
+    asked = next(c for c in cells if "what is f(2)?" in _text(c))
+    assert _text(asked).endswith("**Solution** (open the hidden cells to see it)")
     assert cells[-2]["metadata"]["tags"] == ["raises-exception"]
     md = "\n".join(_text(c) for c in cells if c["cell_type"] == "markdown")
     assert "Inline math $dx = dy\\,w$ and a [link](other.ipynb#part)" in md
