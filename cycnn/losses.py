@@ -131,7 +131,7 @@ def mse_loss(pred, target, reduction="mean"):
     ----------
     pred : array_like, any shape
         Predictions ``y``.
-    target : array_like, shape of ``pred``
+    target : array_like, shape of pred
         Targets ``t``.
     reduction : {'mean', 'sum', 'half_sum'}, default 'mean'
         * ``'mean'``: ``E = mean((y - t)^2)`` over every element, gradient
@@ -147,7 +147,7 @@ def mse_loss(pred, target, reduction="mean"):
     -------
     loss : float
         Python float.
-    dpred : ndarray, shape of ``pred``
+    dpred : ndarray, shape of pred
         ``dE/dy``; float32 when both arrays are float32, float64 otherwise.
 
     Raises

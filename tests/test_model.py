@@ -67,6 +67,16 @@ def test_fit_learns_and_reports_history(small):
     assert (loss, acc) == pytest.approx((hist["val_loss"][-1], hist["val_accuracy"][-1]))
 
 
+def test_fit_without_validation_leaves_no_activations(small):
+    """The last batch's activations are dropped by fit itself (with validation data,
+    evaluate() would drop them anyway, hiding a fit that forgot to)."""
+    (x, y), _ = small
+    model = _tiny()
+    model.fit(x[:64], y[:64], epochs=1, batch_size=32, optimizer=SGD(0.05))
+    assert all(layer.training for layer in model)
+    assert all(layer.cache is None for layer in model)
+
+
 def test_float32_stays_float32_end_to_end(small):
     (x, y), _ = small
     model = lenet5(seed=0)
