@@ -21,10 +21,10 @@ the data. PyTorch runs the textbook loop (``zero_grad``, forward, ``cross_entrop
 (``OMP_WAIT_POLICY=PASSIVE`` and ``OPENBLAS_THREAD_TIMEOUT=4`` unless already set): with
 busy-waiting pools the 2-thread rows measure the pools fighting for two cores.
 
-After the epochs, one more child per thread count profiles cycnn's training step: every
-layer's forward and backward, the optimizer step and the rest (batching, loss, Python)
-timed over the first ``--phase-batches`` batches, in milliseconds per step. The last table
-gives the speed-up of each thread count over the first.
+After the epochs, one more child per thread count profiles cycnn's training step
+(profile_step.py): every layer's forward and backward, the optimizer step and the rest
+(batching, loss, Python) timed over the first ``--phase-batches`` batches, in milliseconds
+per step. A table gives the speed-up of each thread count over the first.
 """
 
 from __future__ import annotations
@@ -134,45 +134,6 @@ def child(lib, threads, epochs, dataset):
                       "rss_peak_mb": _rss_mb()}))
 
 
-def phases(threads, batches, dataset):
-    """cycnn's training step, phase by phase: prints a JSON line of ms per step."""
-    import cycnn
-
-    name, ((x, y), _) = _data(dataset)
-    cycnn.set_num_threads(threads)
-    model = cycnn.lenet5(SEED)
-    n = min(len(x), batches * BATCH)
-    spent = {}
-
-    def timed(key, fn):
-        def call(*a, **k):
-            t0 = time.perf_counter()
-            out = fn(*a, **k)
-            spent[key] = spent.get(key, 0.0) + time.perf_counter() - t0
-            return out
-        return call
-
-    for i, layer in enumerate(model.layers):
-        layer.forward = timed(f"{i} {layer!r} forward", layer.forward)
-    for i, layer in reversed(list(enumerate(model.layers))):
-        layer.backward = timed(f"{i} {layer!r} backward", layer.backward)
-    opt = cycnn.SGD(LR, momentum=MOMENTUM)
-    opt.step = timed("optimizer step", opt.step)
-    model.fit(x[:10 * BATCH], y[:10 * BATCH], batch_size=BATCH, optimizer=cycnn.SGD(LR))
-    spent.clear()
-    t0 = time.perf_counter()
-    model.fit(x[:n], y[:n], batch_size=BATCH, optimizer=opt, seed=SEED)
-    total = time.perf_counter() - t0
-    steps = -(-n // BATCH)
-    order = [k for k in spent if k.endswith("forward")]
-    order += [k for k in reversed(list(spent)) if k.endswith("backward")] + ["optimizer step"]
-    out = {k: 1e3 * spent[k] / steps for k in order}
-    out["batching, loss, Python"] = 1e3 * (total - sum(spent.values())) / steps
-    out["total"] = 1e3 * total / steps
-    print(json.dumps({"threads": threads, "steps": steps, "dataset": name,
-                      "load": os.getloadavg()[0], "ms": out}))
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -184,14 +145,12 @@ def main(argv=None):
     ap.add_argument("--busy", type=int, default=0, metavar="N",
                     help="run with N busy-looping processes (a loaded machine)")
     ap.add_argument("--child", nargs=2, metavar=("LIB", "THREADS"), help=argparse.SUPPRESS)
-    ap.add_argument("--phases-child", type=int, metavar="THREADS", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child(args.child[0], int(args.child[1]), args.epochs, args.dataset)
-    if args.phases_child:
-        return phases(args.phases_child, args.phase_batches, args.dataset)
 
     from _bench import busy_cores, header, load_average, print_table
+    from profile_step import print_profiles, run_child
 
     results, profiles = {}, {}  # children first: a forked child starts with its parent's RSS
     start_load = load_average()
@@ -208,13 +167,9 @@ def main(argv=None):
                 print(f"  done {lib} threads={nt} (load {load_average()})", file=sys.stderr,
                       flush=True)
         for nt in args.threads if args.phase_batches and "cycnn" in args.libs else ():
-            r = subprocess.run([sys.executable, __file__, "--phases-child", str(nt),
-                                "--phase-batches", str(args.phase_batches),
-                                "--dataset", args.dataset], capture_output=True, text=True)
-            if r.returncode != 0:
-                print(f"profile on {nt} thread(s) failed:\n{r.stderr}", file=sys.stderr)
-                continue
-            profiles[nt] = json.loads(r.stdout.strip().splitlines()[-1])
+            p = run_child(nt, args.phase_batches, args.dataset, "after")
+            if p is not None:
+                profiles["after", nt] = p
     if not results:
         return 1
 
@@ -259,14 +214,8 @@ def main(argv=None):
         print_table(["library", "threads", "speed-up"], rows)
 
     if profiles:
-        nts = sorted(profiles)
-        print(f"\ncycnn's training step phase by phase, ms per step (first "
-              f"{profiles[nts[0]]['steps']} batches of {BATCH})")
-        keys = list(profiles[nts[0]]["ms"])
-        rows = [[k] + [f"{profiles[nt]['ms'].get(k, 0):.3f}" for nt in nts] for k in keys]
-        print_table(["phase"] + [f"{nt} thread(s)" for nt in nts], rows)
-        print("load average during the profiles: "
-              + ", ".join(f"{profiles[nt]['load']:.2f}" for nt in nts))
+        print()
+        print_profiles(profiles)
     print(f"load average at end: {load_average()}")
     return 0
 

@@ -16,6 +16,7 @@ threads taking turns on the same cores cost more than the second core gives.
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 
 from ._validate import as_int
@@ -97,13 +98,34 @@ def blas_threads(n: int):
 
 def get_num_threads() -> int:
     """Return the number of threads the compiled kernels use by default."""
-    return _num_threads
+    return getattr(_pins, "n", None) or _num_threads
+
+
+#: per-thread override of the default: a shard of a training step (cycnn/_sharding.py)
+#: runs its loops on its own thread, whatever the process-wide default says
+_pins = threading.local()
+
+
+def pin_this_thread(n: int) -> None:
+    """From now on, calls made on this thread default to ``n`` threads."""
+    _pins.n = n
+
+
+@contextmanager
+def pinned(n: int):
+    """Inside the block, calls made on this thread default to ``n`` threads."""
+    old = getattr(_pins, "n", None)
+    _pins.n = n
+    try:
+        yield
+    finally:
+        _pins.n = old
 
 
 def resolve_threads(func: str, threads) -> int:
-    """``threads`` if given (checked), else the process-wide default."""
+    """``threads`` if given (checked), else this thread's default."""
     if threads is None:
-        return _num_threads
+        return get_num_threads()
     return _check(func, "threads", threads)
 
 
