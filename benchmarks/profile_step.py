@@ -7,9 +7,16 @@ Two sets of routes are profiled, each in its own child process:
 
 * ``before``: the routes cycnn had before issue 15: every convolution with three or more
   filters through im2col and one BLAS product, max pooling through the general loops,
-  and BLAS free to use every thread during ``fit``;
+  whole steps (every loop split across the threads), and BLAS free to use every thread
+  during ``fit``;
 * ``after``: what cycnn does now (the fast convolution route, the 2x2 max-pool loop,
-  BLAS held to the calling thread during ``fit``).
+  BLAS held to the calling thread during ``fit``, and on several threads one shard of
+  the batch per thread);
+* ``after-loops``: the same routes with whole steps, every compiled loop split across
+  the threads instead of the batch (only on more than one thread).
+
+With shards, the times of a phase add up over the shards' threads, so they are CPU
+milliseconds per step rather than wall time; the ``total`` row is wall time.
 
     python benchmarks/profile_step.py                    # 1 and 2 threads, 150 batches
     python benchmarks/profile_step.py --threads 2 --batches 40 --routes after
@@ -29,6 +36,7 @@ import contextlib  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -36,12 +44,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 BATCH, LR, MOMENTUM, SEED = 64, 0.01, 0.9, 0
-ROUTES = ("before", "after")
+ROUTES = ("before", "after", "after-loops")
 
 
 def _use_routes_before_issue_15():
     """Put back the routes of cycnn before issue 15 (in this process only)."""
-    from cycnn import conv, pool, training
+    from cycnn import _sharding, conv, pool, training
 
     choose = conv._choose
 
@@ -52,6 +60,7 @@ def _use_routes_before_issue_15():
 
     conv._choose = im2col_for_auto
     pool.FAST_2X2 = False
+    _sharding.ENABLED = False
     training.blas_threads = lambda n: contextlib.nullcontext()
 
 
@@ -66,27 +75,41 @@ def _data(name):
 def phases(threads, batches, dataset, routes="after"):
     """cycnn's training step phase by phase: a dict of ms per step (and what was run)."""
     import cycnn
+    from cycnn import _sharding
 
     if routes == "before":
         _use_routes_before_issue_15()
+    if routes == "after-loops":
+        _sharding.ENABLED = False
     name, ((x, y), _) = _data(dataset)
     cycnn.set_num_threads(threads)
     model = cycnn.lenet5(SEED)
     n = min(len(x), batches * BATCH)
     spent = {}
 
+    lock = threading.Lock()
+
     def timed(key, fn):
         def call(*a, **k):
             t0 = time.perf_counter()
             out = fn(*a, **k)
-            spent[key] = spent.get(key, 0.0) + time.perf_counter() - t0
+            with lock:
+                spent[key] = spent.get(key, 0.0) + time.perf_counter() - t0
             return out
         return call
 
+    # the passes are timed through their classes, each layer under the name it carries,
+    # so that the replicas a sharded step makes of a layer (copies of it) count as it
+    def timed_pass(fn, name):
+        def call(self, *a, **k):
+            return timed(f"{self._profile_name} {name}", fn.__get__(self))(*a, **k)
+        return call
+
     for i, layer in enumerate(model.layers):
-        layer.forward = timed(f"{i} {layer!r} forward", layer.forward)
-    for i, layer in reversed(list(enumerate(model.layers))):
-        layer.backward = timed(f"{i} {layer!r} backward", layer.backward)
+        layer._profile_name = f"{i} {layer!r}"
+    for cls in {type(layer) for layer in model.layers}:
+        cls.forward = timed_pass(cls.forward, "forward")
+        cls.backward = timed_pass(cls.backward, "backward")
     opt = cycnn.SGD(LR, momentum=MOMENTUM)
     opt.step = timed("optimizer step", opt.step)
     model.fit(x[:10 * BATCH], y[:10 * BATCH], batch_size=BATCH, optimizer=cycnn.SGD(LR))
@@ -98,7 +121,9 @@ def phases(threads, batches, dataset, routes="after"):
     order = [k for k in spent if k.endswith("forward")]
     order += [k for k in reversed(list(spent)) if k.endswith("backward")] + ["optimizer step"]
     out = {k: 1e3 * spent[k] / steps for k in order}
-    out["batching, loss, Python"] = 1e3 * (total - sum(spent.values())) / steps
+    sharded = _sharding.shards(model, BATCH, threads) is not None
+    if not sharded:  # with shards the phases overlap in time: no remainder to give
+        out["batching, loss, Python"] = 1e3 * (total - sum(spent.values())) / steps
     out["total"] = 1e3 * total / steps
     return {"threads": threads, "routes": routes, "steps": steps, "dataset": name,
             "load": os.getloadavg()[0], "ms": out}
@@ -128,13 +153,19 @@ def print_profiles(profiles):
         keys += [k for k in profiles[c]["ms"] if k not in keys]
     rows = []
     for k in keys:
-        cells = [f"{profiles[c]['ms'].get(k, 0):.3f}" for c in cols]
-        tot = [profiles[c]["ms"]["total"] for c in cols]
-        if k != "total":
-            cells = [f"{cell} ({100 * profiles[c]['ms'].get(k, 0) / t:.0f} %)"
-                     for cell, c, t in zip(cells, cols, tot)]
+        cells = []
+        for c in cols:
+            ms = profiles[c]["ms"]
+            if k not in ms:
+                cells.append("-")
+            elif k == "total" or "batching, loss, Python" not in ms:
+                cells.append(f"{ms[k]:.3f}")
+            else:
+                cells.append(f"{ms[k]:.3f} ({100 * ms[k] / ms['total']:.0f} %)")
         rows.append([k] + cells)
     print_table(["phase"] + [f"{r}, {nt} thread(s)" for r, nt in cols], rows)
+    print("Where a column has shards (one per thread), a phase's time is summed over the "
+          "threads that ran it, and only the total is wall time.")
     print("load average during the profiles: "
           + ", ".join(f"{r} {nt}: {profiles[r, nt]['load']:.2f}" for r, nt in cols))
 
@@ -157,6 +188,8 @@ def main(argv=None):
     profiles = {}
     for nt in args.threads:
         for routes in args.routes:
+            if routes == "after-loops" and nt == 1:  # one thread: the same as "after"
+                continue
             p = run_child(nt, args.batches, args.dataset, routes)
             if p is not None:
                 profiles[routes, nt] = p
