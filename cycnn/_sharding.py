@@ -20,6 +20,7 @@ to rounding, and bit for bit from run to run at one thread count.
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,19 +40,21 @@ ENABLED = True
 
 _pool = None
 _pool_size = 0
+_pool_pid = None
 _pool_lock = threading.Lock()
 
 
 def _executor(workers):
-    """The process's shard workers (created once, grown when more are asked for)."""
-    global _pool, _pool_size
+    """The process's shard workers (created once, grown when more are asked for, and
+    made again in a forked child, which inherits the pool but not its threads)."""
+    global _pool, _pool_size, _pool_pid
     with _pool_lock:
-        if _pool is None or _pool_size < workers:
-            if _pool is not None:
+        if _pool is None or _pool_size < workers or _pool_pid != os.getpid():
+            if _pool is not None and _pool_pid == os.getpid():
                 _pool.shutdown(wait=True)
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cycnn-shard",
                                        initializer=_threads.pin_this_thread, initargs=(1,))
-            _pool_size = workers
+            _pool_size, _pool_pid = workers, os.getpid()
         return _pool
 
 

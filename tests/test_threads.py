@@ -5,6 +5,8 @@ index owns its output slice and adds its terms in the same order whatever the th
 count, and the BLAS call of the im2col route is the same call either way (``threads=``
 sets only cycnn's own loops), so equal inputs give equal bits."""
 
+import multiprocessing
+import os
 import threading
 
 import numpy as np
@@ -203,3 +205,23 @@ def test_an_error_in_a_shard_reaches_the_caller(monkeypatch):
         assert cycnn.get_num_threads() == 2  # the caller's pin was undone
     finally:
         cycnn.set_num_threads(old)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this OS")
+def test_a_forked_child_makes_its_own_shard_workers(monkeypatch):
+    """A child process forked after a sharded step inherits the worker pool but not its
+    threads; its own sharded steps must not wait for workers that do not exist."""
+    _step(2, True, 32, np.float64, monkeypatch)  # the parent's pool now exists
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as workers:
+        loss = workers.apply_async(_child_step).get(timeout=60)
+    want = _step(2, True, 32, np.float64, monkeypatch)[0]
+    assert loss == want  # same shards, same thread count: the same bits
+
+
+def _child_step():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 1, 10, 10))
+    y = rng.integers(0, 3, 32)
+    cycnn.set_num_threads(2)
+    return _net().train_step(x, y, cycnn.SGD(0.1, momentum=0.9))[0]
