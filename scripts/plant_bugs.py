@@ -162,8 +162,13 @@ MUTATIONS = [
 ]
 
 
-def _build_baseline():
-    env = dict(os.environ, CYCNN_VARIANTS="")
+def _build_baseline(restore=False):
+    """Rebuild the baseline kernels only; ``restore`` rebuilds as a normal build does, so
+    that the build record (cycnn._cpu.REQUESTED) names every variant again, as it did
+    before the first mutation."""
+    env = dict(os.environ) if restore else dict(os.environ, CYCNN_VARIANTS="")
+    if restore:
+        env.pop("CYCNN_VARIANTS", None)
     subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=ROOT,
                    env=env, check=True, capture_output=True)
 
@@ -210,6 +215,8 @@ def main(argv=None):
         verdict, detail = plant(name, path, old, new, tests)
         survived += verdict != "caught"
         print(f"{verdict:9} {name:32} {time.perf_counter() - t0:5.0f} s  {detail}", flush=True)
+    if any(path.endswith(".pyx") for _, path, _, _, _ in chosen):
+        _build_baseline(restore=True)  # once: the variant builds are named again
     print(f"{len(chosen) - survived} of {len(chosen)} planted bugs caught")
     return 1 if survived else 0
 
