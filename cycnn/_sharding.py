@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import _threads
-from .layers import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, backward_through
+from .layers import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU
 
 #: layers whose forward and backward passes treat every sample on its own
 PER_SAMPLE = (Conv2D, MaxPool2D, AvgPool2D, ReLU, Flatten, Dense)
@@ -92,7 +92,12 @@ def train_step(model, x, y, optimizer, loss, spans):
         correct = int(np.count_nonzero(h.argmax(axis=1) == y[s0:s1]))
         dy = lossk.backward()
         dy *= dy.dtype.type((s1 - s0) / N)  # the shard's mean becomes its share of the batch's
-        backward_through(layers, dy, need_dx=False)
+        needed, below = [], False
+        for layer in layers:
+            needed.append(below)
+            below = below or bool(layer.params)
+        for layer, want in zip(reversed(layers), reversed(needed)):
+            dy = layer.backward(dy, need_dx=want)
         return value * (s1 - s0), correct
 
     pool = _executor(len(spans) - 1)

@@ -445,24 +445,6 @@ class SoftmaxCrossEntropy:
         return "SoftmaxCrossEntropy()"
 
 
-# --------------------------------------------------------------------------- a stack
-
-def backward_through(layers, dy, need_dx=True):
-    """Run ``backward`` through ``layers`` in reverse; returns dL/dx of the first one.
-
-    A layer is asked for its input gradient only when something below it needs one: a
-    layer with parameters, or the caller (``need_dx=True``); otherwise the first layer
-    skips it and None is returned.
-    """
-    needed, below = [], bool(need_dx)  # needed[i]: does anything below layer i use its dx?
-    for layer in layers:
-        needed.append(below)
-        below = below or bool(layer.params)
-    for layer, want in zip(reversed(layers), reversed(needed)):
-        dy = layer.backward(dy, need_dx=want)
-    return dy
-
-
 # --------------------------------------------------------------------------- rebuilding
 
 LAYERS = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, AvgPool2D, ReLU, Flatten, Dense)}

@@ -19,7 +19,7 @@ import numpy as np
 from . import _sharding
 from ._threads import get_num_threads
 from ._validate import as_int, as_labels
-from .layers import Layer, SoftmaxCrossEntropy, backward_through
+from .layers import Layer, SoftmaxCrossEntropy
 
 __all__ = ["Sequential"]
 
@@ -222,7 +222,14 @@ class Sequential:
         """
         if input_grad is not None:
             need_dx = input_grad
-        return backward_through(self.layers, dy, need_dx)
+        # needed[i]: does anything below layer i use its dx?
+        needed, below = [], bool(need_dx)
+        for layer in self.layers:
+            needed.append(below)
+            below = below or bool(layer.params)
+        for layer, want in zip(reversed(self.layers), reversed(needed)):
+            dy = layer.backward(dy, need_dx=want)
+        return dy
 
     def train_step(self, x, y, optimizer, loss=None):
         """One gradient step on the batch ``(x, y)``: forward, loss, backward, update.
