@@ -11,8 +11,10 @@ the passive kind (a Python condition variable: a thread that has nothing to do s
 so a loaded machine is not made to wait on a spinning thread).
 
 This only works for layers whose output for a sample depends on that sample alone (no
-batch statistics), so :func:`shardable` accepts just those. The parameter gradients are
-the shards' sums added in shard order and the loss gradient of shard ``k`` is scaled by
+batch statistics): those whose class says ``per_sample = True``. Each shard runs the
+model's own forward and backward passes, on a twin of the model whose layers share the
+parameters but keep their own caches and gradients. The parameter gradients are the
+shards' sums added in shard order and the loss gradient of shard ``k`` is scaled by
 ``n_k / N``: the same sums as the unsharded step, in another order, so they agree with it
 to rounding, and bit for bit from run to run at one thread count.
 """
@@ -27,10 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import _threads
-from .layers import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU
-
-#: layers whose forward and backward passes treat every sample on its own
-PER_SAMPLE = (Conv2D, MaxPool2D, AvgPool2D, ReLU, Flatten, Dense)
 
 #: fewest samples per shard: below this a shard's loops are too short to pay for a thread
 MIN_SHARD = 8
@@ -60,7 +58,7 @@ def _executor(workers):
 
 def shards(model, n, threads):
     """``[(start, stop), ...]`` for a step on ``n`` samples, or None to keep it whole."""
-    if not ENABLED or threads < 2 or not all(isinstance(L, PER_SAMPLE) for L in model.layers):
+    if not ENABLED or threads < 2 or not all(layer.per_sample for layer in model.layers):
         return None
     k = min(threads, n // MIN_SHARD)
     if k < 2:
@@ -77,27 +75,28 @@ def _replica(layer):
     return twin
 
 
+def _twin(model):
+    """The model with every layer replaced by a replica: the model's own forward and
+    backward passes, run on another shard into other gradients."""
+    twin = copy.copy(model)
+    twin.layers = [_replica(layer) for layer in model.layers]
+    return twin
+
+
 def train_step(model, x, y, optimizer, loss, spans):
     """:meth:`Sequential.train_step` with the batch cut at ``spans`` (see the module)."""
     N = x.shape[0]
-    stacks = [model.layers] + [[_replica(L) for L in model.layers] for _ in spans[1:]]
+    models = [model] + [_twin(model) for _ in spans[1:]]
     losses = [loss] + [copy.copy(loss) for _ in spans[1:]]
 
     def run(k):
-        (s0, s1), layers, lossk = spans[k], stacks[k], losses[k]
-        h = x[s0:s1]
-        for layer in layers:
-            h = layer.forward(h)
-        value = lossk.forward(h, y[s0:s1])
-        correct = int(np.count_nonzero(h.argmax(axis=1) == y[s0:s1]))
+        (s0, s1), net, lossk = spans[k], models[k], losses[k]
+        logits = net.forward(x[s0:s1])
+        value = lossk.forward(logits, y[s0:s1])
+        correct = int(np.count_nonzero(logits.argmax(axis=1) == y[s0:s1]))
         dy = lossk.backward()
         dy *= dy.dtype.type((s1 - s0) / N)  # the shard's mean becomes its share of the batch's
-        needed, below = [], False
-        for layer in layers:
-            needed.append(below)
-            below = below or bool(layer.params)
-        for layer, want in zip(reversed(layers), reversed(needed)):
-            dy = layer.backward(dy, need_dx=want)
+        net.backward(dy, need_dx=False)
         return value * (s1 - s0), correct
 
     pool = _executor(len(spans) - 1)
@@ -108,8 +107,8 @@ def train_step(model, x, y, optimizer, loss, spans):
     for i, layer in enumerate(model.layers):
         for name in layer.grads:
             total = layer.grads[name]
-            for stack in stacks[1:]:
-                total = total + stack[i].grads[name]
+            for twin in models[1:]:
+                total = total + twin.layers[i].grads[name]
             layer.grads[name] = total
     optimizer.step(model.parameters(), model.gradients())
     return sum(r[0] for r in results) / N, sum(r[1] for r in results)

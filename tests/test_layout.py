@@ -40,7 +40,9 @@ ALLOWED = {
     "layers": {"_validate", "activations", "conv", "dense", "geometry", "losses", "pool"},
     # Sequential.fit and .save are one-line conveniences that hand over to training.py and
     # checkpoint.py (imported inside the methods); nothing else in model.py uses them
-    "model": {"_validate", "layers", "training", "checkpoint"},
+    "model": {"_sharding", "_threads", "_validate", "layers", "training", "checkpoint"},
+    # a training step cut into one shard per thread: the model's own passes on each shard
+    "_sharding": {"_threads"},
     "training": {"_threads", "_validate", "layers", "optim"},
     "checkpoint": {"_io", "_validate", "layers", "model", "optim"},
     "interop": set(),

@@ -225,3 +225,9 @@ def _child_step():
     y = rng.integers(0, 3, 32)
     cycnn.set_num_threads(2)
     return _net().train_step(x, y, cycnn.SGD(0.1, momentum=0.9))[0]
+
+
+def test_the_built_in_layers_say_they_are_per_sample():
+    from cycnn.layers import LAYERS
+    assert all(cls.per_sample for cls in LAYERS.values())
+    assert not cycnn.Layer.per_sample  # a new layer is whole-batch until it says otherwise
