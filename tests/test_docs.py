@@ -121,13 +121,13 @@ def test_api_page_lists_every_public_name():
 INCLUDES = {
     "cycnn/_conv.pyx:@conv2d_forward": [
         "# y[n,f,i,j] = b[f] + sum_{c,p,q}", "prange(N",
-        "y[n, f, i, j] += wv * xp[n, c, i * sh + p, j * sw + q]",
+        "y[n, f, i, j] += wv * xp[n, c0 + c, i * sh + p * rh,",
     ],
     "cycnn/_conv.pyx:@conv2d_backward_weight": [
         "# dw[f,c,p,q] = sum_{n,i,j}", "prange(F", "dw[f, c, p, q] = acc",
     ],
     "cycnn/_conv.pyx:@conv2d_backward_input": [
-        "prange(N", "dxp[n, c, i * sh + p, j * sw + q] += wv * dy[n, f, i, j]",
+        "prange(N", "dxp[n, c, i * sh + p * rh, j * sw + q * rw] += wv * dy[n, f, i, j]",
     ],
     "cycnn/_pool.pyx:@max_pool2d_forward": [
         "prange(NC", "v > best", "argmax[nc, i, j] = best_at",
@@ -140,7 +140,8 @@ INCLUDES = {
     ],
     "cycnn/activations.py:@relu_backward": ["np.where(x > 0, dy"],
     "cycnn/dense.py:@dense_backward": ["dy @ w, dy.T @ x, dy.sum(axis=0)"],
-    "cycnn/activations.py:@log_softmax": ["z.max(axis=axis, keepdims=True)", "np.log(np.exp(shifted)"],
+    "cycnn/activations.py:@log_softmax": ["z.max(axis=axis, keepdims=True)",
+                                          "np.log(np.exp(shifted)"],
     "cycnn/gradcheck.py:@numerical_gradient": ["flat[k] = keep + eps", "(2 * eps)"],
     "cycnn/_dispatch.py:@load": ["candidates()", "import_module"],
     "cycnn/_conv.pyx:@im2col": ["prange(C * KH * KW", "cols[r, k + j]"],
@@ -156,7 +157,7 @@ INCLUDES = {
                               "model.train_step(x[idx], y[idx], optimizer)"],
     "cycnn/optim.py:@SGD._update": ["w -= self.lr * g"],
     "cycnn/reference.py:@conv2d_backward": [
-        "dilate(dy, (sh, sw))", "rotate180(w)", "dxp[:, :, pt:pt + H, pl:pl + W]",
+        "dilate(dy, (sh, sw))", "rotate180(wd[fi])", "dxp[:, :, pt:pt + H, pl:pl + W]",
         "dy.sum(axis=(0, 2, 3))",
     ],
 }
