@@ -6,13 +6,18 @@
 #   * the batch and channel axes are merged: one "plane" per (n, c) pair, so x and dx are
 #     (N*C, H, W) (or (N*C, H*W) for the max-pool backward) and y, dy, argmax are
 #     (N*C, OH, OW) (or (N*C, OH*OW));
-#   * 1 <= KH <= H, 1 <= KW <= W, sh >= 1, sw >= 1, OH = (H - KH) // sh + 1 and
-#     OW = (W - KW) // sw + 1 (rows and columns that no full window reaches are dropped);
+#   * window (i, j) starts at (i*sh - pt, j*sw - pl) of x (pt, pl >= 0: it may start in the
+#     padding) and its tap (p, q) reads (i*sh - pt + p*rh, j*sw - pl + q*rw); the taps that
+#     land inside x are plo[i] <= p < phi[i] and qlo[j] <= q < qhi[j] (geometry.window_taps),
+#     and every window has at least one (plo[i] < phi[i], qlo[j] < qhi[j]);
+#   * average pooling divides window (i, j) by ah[i] * aw[j] (pool.py: the window's area,
+#     the count of its taps inside x, or divisor_override), which is never 0;
 #   * argmax holds indices into one H*W plane, written by max_pool2d_forward, so
 #     0 <= argmax < H*W; threads >= 1.
-# So every index below stays inside its array. The kernels write into preallocated outputs
-# and return nothing. Every loop runs over planes with prange: a plane of dx belongs to one
-# thread, so the scatters in the backward passes never race.
+# So every index below stays inside its array: padding is never read, only skipped. The
+# kernels write into preallocated outputs and return nothing. Every loop runs over planes
+# with prange: a plane of dx belongs to one thread, so the scatters in the backward passes
+# never race.
 
 from cython cimport floating
 from cython.parallel cimport prange
@@ -20,14 +25,17 @@ from libc.stdint cimport int64_t
 
 
 def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
-                       int64_t[:, :, ::1] argmax, Py_ssize_t KH, Py_ssize_t KW,
-                       Py_ssize_t sh, Py_ssize_t sw, int threads):
+                       int64_t[:, :, ::1] argmax, Py_ssize_t sh, Py_ssize_t sw,
+                       Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t rh, Py_ssize_t rw,
+                       const int64_t[::1] plo, const int64_t[::1] phi,
+                       const int64_t[::1] qlo, const int64_t[::1] qhi, int threads):
     cdef Py_ssize_t NC = y.shape[0], OH = y.shape[1], OW = y.shape[2], W = x.shape[2]
-    cdef Py_ssize_t nc, i, j, p, q, h, w, best_at
+    cdef Py_ssize_t nc, i, j, p, q, h, w, h0, w0, best_at
     cdef floating v, best
     cdef bint take, has_nan
-    # y[n,c,i,j] = max_{p,q} x[n, c, i*sh+p, j*sw+q]; argmax[n,c,i,j] = (i*sh+p)*W + (j*sw+q)
-    # of the first maximum in row-major order (strict >, so a tie keeps the earlier cell).
+    # y[n,c,i,j] = max_{p,q} x[n, c, h0 + p*rh, w0 + q*rw] over the taps inside x, with
+    # (h0, w0) = (i*sh - pt, j*sw - pl); argmax[n,c,i,j] = h*W + w of the first maximum in
+    # row-major order (strict >, so a tie keeps the earlier cell).
     # A NaN beats every number: the window's first NaN wins and y is NaN, as in PyTorch.
     # Random data makes "is this the new maximum?" a coin toss, so the loop avoids
     # branches on it: best follows the a > b ? a : b pattern (one maxss/maxsd), the index
@@ -35,26 +43,31 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
     # its first NaN only when it holds one.
     for nc in prange(NC, nogil=True, num_threads=threads, schedule="static"):
         for i in range(OH):
+            h0 = i * sh - pt
             for j in range(OW):
-                best = x[nc, i * sh, j * sw]
-                best_at = (i * sh) * W + j * sw
+                w0 = j * sw - pl
+                h = h0 + plo[i] * rh
+                w = w0 + qlo[j] * rw
+                best = x[nc, h, w]
+                best_at = h * W + w
                 has_nan = False
-                for p in range(KH):
-                    h = i * sh + p
-                    for q in range(KW):
-                        w = j * sw + q
+                for p in range(plo[i], phi[i]):
+                    h = h0 + p * rh
+                    for q in range(qlo[j], qhi[j]):
+                        w = w0 + q * rw
                         v = x[nc, h, w]
                         take = v > best
                         best_at = best_at + take * (h * W + w - best_at)
                         has_nan = has_nan | (v != v)
                         best = v if v > best else best
                 if has_nan:
-                    for p in range(KH * KW - 1, -1, -1):  # backwards: the first NaN is kept
-                        h = i * sh + p // KW
-                        w = j * sw + p % KW
-                        if x[nc, h, w] != x[nc, h, w]:
-                            best = x[nc, h, w]
-                            best_at = h * W + w
+                    for p in range(phi[i] - 1, plo[i] - 1, -1):  # backwards: the first NaN is kept
+                        h = h0 + p * rh
+                        for q in range(qhi[j] - 1, qlo[j] - 1, -1):
+                            w = w0 + q * rw
+                            if x[nc, h, w] != x[nc, h, w]:
+                                best = x[nc, h, w]
+                                best_at = h * W + w
                 y[nc, i, j] = best
                 argmax[nc, i, j] = best_at
 
@@ -73,40 +86,48 @@ def max_pool2d_backward(const floating[:, ::1] dy, const int64_t[:, ::1] argmax,
 
 
 def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
-                       Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
-                       int threads):
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
+                       const int64_t[::1] plo, const int64_t[::1] phi,
+                       const int64_t[::1] qlo, const int64_t[::1] qhi,
+                       const floating[::1] ah, const floating[::1] aw, int threads):
     cdef Py_ssize_t NC = y.shape[0], OH = y.shape[1], OW = y.shape[2]
-    cdef Py_ssize_t nc, i, j, p, q
+    cdef Py_ssize_t nc, i, j, p, q, h0, w0
     cdef floating acc
-    cdef floating area = <floating>(KH * KW)
-    # y[n,c,i,j] = (1 / (KH*KW)) * sum_{p,q} x[n, c, i*sh+p, j*sw+q]
+    # y[n,c,i,j] = (1 / (ah[i]*aw[j])) * sum_{p,q} x[n, c, h0 + p, w0 + q] over the taps
+    # inside x, with (h0, w0) = (i*sh - pt, j*sw - pl); ah[i]*aw[j] is KH*KW without padding
     for nc in prange(NC, nogil=True, num_threads=threads, schedule="static"):
         for i in range(OH):
+            h0 = i * sh - pt
             for j in range(OW):
+                w0 = j * sw - pl
                 acc = 0
-                for p in range(KH):
-                    for q in range(KW):
-                        acc = acc + x[nc, i * sh + p, j * sw + q]
-                y[nc, i, j] = acc / area
+                for p in range(plo[i], phi[i]):
+                    for q in range(qlo[j], qhi[j]):
+                        acc = acc + x[nc, h0 + p, w0 + q]
+                y[nc, i, j] = acc / (ah[i] * aw[j])
 
 
 def avg_pool2d_backward(const floating[:, :, ::1] dy, floating[:, :, ::1] dx,
-                        Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
-                        int threads):
+                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
+                        const int64_t[::1] plo, const int64_t[::1] phi,
+                        const int64_t[::1] qlo, const int64_t[::1] qhi,
+                        const floating[::1] ah, const floating[::1] aw, int threads):
     cdef Py_ssize_t NC = dy.shape[0], OH = dy.shape[1], OW = dy.shape[2]
     cdef Py_ssize_t H = dx.shape[1], W = dx.shape[2]
-    cdef Py_ssize_t nc, i, j, p, q, h, w
+    cdef Py_ssize_t nc, i, j, p, q, h, w, h0, w0
     cdef floating share
-    cdef floating area = <floating>(KH * KW)
-    # dx[n, c, i*sh+p, j*sw+q] += dy[n,c,i,j] / (KH*KW): every cell of a window gets an
-    # equal share (1/4 for 2x2, 1/9 for 3x3); overlapping windows add up. dx is zeroed here.
+    # dx[n, c, h0 + p, w0 + q] += dy[n,c,i,j] / (ah[i]*aw[j]) for the taps inside x: every
+    # cell of a window gets an equal share (1/4 for 2x2, 1/9 for 3x3); the padding's share
+    # goes nowhere; overlapping windows add up. dx is zeroed here.
     for nc in prange(NC, nogil=True, num_threads=threads, schedule="static"):
         for h in range(H):
             for w in range(W):
                 dx[nc, h, w] = 0
         for i in range(OH):
+            h0 = i * sh - pt
             for j in range(OW):
-                share = dy[nc, i, j] / area
-                for p in range(KH):
-                    for q in range(KW):
-                        dx[nc, i * sh + p, j * sw + q] += share
+                w0 = j * sw - pl
+                share = dy[nc, i, j] / (ah[i] * aw[j])
+                for p in range(plo[i], phi[i]):
+                    for q in range(qlo[j], qhi[j]):
+                        dx[nc, h0 + p, w0 + q] += share

@@ -46,7 +46,7 @@ def conv_output_size(n, k, stride=1, pad=0, dilation=1, ceil_mode=False):
         Pooling's ``ceil_mode``: also keep a last, partial window that runs past the end
         of the padded input, provided it starts inside the input or the padding before it
         (PyTorch's rule; a window that would start in the padding after the input is
-        dropped).
+        dropped). Such a window may then be larger than the padded input itself.
 
     Returns
     -------
@@ -78,19 +78,20 @@ def conv_output_size(n, k, stride=1, pad=0, dilation=1, ceil_mode=False):
     dilation = as_int(func, "dilation", dilation, 1)
     before, after = as_pair(func, "pad", pad, 0)
     span = dilation * (k - 1) + 1
-    if span > n + before + after:
+    room = n + before + after - span  # how far the window can move
+    if not ceil_mode:
+        out = room // stride + 1
+    else:  # room / stride rounded up: a partial last window (it may hang past the end)
+        out = (room + stride - 1) // stride + 1
+        if out >= 1 and (out - 1) * stride >= n + before:  # it would start after the input
+            out -= 1
+    if out < 1:
         what = f"kernel size k={k}" if dilation == 1 else \
             f"dilated kernel span dilation * (k - 1) + 1 = {dilation} * {k - 1} + 1 = {span}"
         raise ValueError(
             f"{func}: {what} is larger than the padded input "
             f"n + pad = {n} + {before} + {after} = {n + before + after}"
         )
-    room = n + before + after - span
-    if not ceil_mode:
-        return room // stride + 1
-    out = -(-room // stride) + 1
-    if (out - 1) * stride >= n + before:  # the last window would start after the input
-        out -= 1
     return out
 
 
@@ -678,13 +679,14 @@ def check_pool_args(func, x, size, stride, padding=0, dilation=1, ceil_mode=Fals
     """Check a pooling layer's forward arguments.
 
     ``x`` is ``(N, C, H, W)`` or ``(C, H, W)``; ``stride=None`` means the window size.
-    Returns a :class:`PoolGeometry`. Valid ranges (PyTorch's): size, stride and
-    dilation >= 1; ``0 <= padding <= size // 2`` on each axis; the dilated window
-    ``rh * (KH - 1) + 1`` no taller than the padded input (likewise the width); every
-    window holding at least one input position.
+    Returns a :class:`PoolGeometry`. Valid ranges (PyTorch's): N >= 0, C, H, W >= 1;
+    size, stride and dilation >= 1; ``0 <= padding <= size // 2`` on each axis; the dilated
+    window ``rh * (KH - 1) + 1`` no taller than the padded input (likewise the width;
+    under ``ceil_mode`` it may exceed it by up to ``sh - 1``); every window holding at
+    least one input position.
     """
     check_ndim(func, "x", x, *IMAGE)
-    if 0 in x.shape:
+    if 0 in x.shape[-3:]:
         raise ValueError(f"{func}: empty array (x.shape={x.shape})")
     KH, KW = as_pair(func, "size", size, 1)
     sh, sw = (KH, KW) if stride is None else as_pair(func, "stride", stride, 1)
@@ -699,19 +701,20 @@ def check_pool_args(func, x, size, stride, padding=0, dilation=1, ceil_mode=Fals
             "could hold padding only)"
         )
     H, W = x.shape[-2:]
-    EH, EW = rh * (KH - 1) + 1, rw * (KW - 1) + 1
-    if EH > H + 2 * ph or EW > W + 2 * pw:
+    geo = PoolGeometry((KH, KW), (sh, sw), (ph, pw), (rh, rw), bool(ceil_mode), ())
+    try:
+        yshape = pool_output_shape(x.shape, *geo[:5])
+    except ValueError:
         window = f"window {KH}x{KW} (size={size!r})"
         if (rh, rw) != (1, 1):
-            window += f", dilated by ({rh}, {rw}) to span {EH}x{EW},"
+            window += f", dilated by ({rh}, {rw}) to span {rh * (KH - 1) + 1}x" \
+                      f"{rw * (KW - 1) + 1},"
         raise ValueError(
             f"{func}: {window} is larger than the "
             + (f"padded input plane {H + 2 * ph}x{W + 2 * pw}" if ph or pw else
                f"input plane {H}x{W}")
-            + f" (x.shape={x.shape})"
-        )
-    geo = PoolGeometry((KH, KW), (sh, sw), (ph, pw), (rh, rw), bool(ceil_mode), ())
-    yshape = pool_output_shape(x.shape, *geo[:5])
+            + f" (x.shape={x.shape})" + (" even with ceil_mode" if ceil_mode else "")
+        ) from None
     for axis, taps in (("rows", window_taps(H, KH, sh, ph, rh, yshape[-2])),
                        ("columns", window_taps(W, KW, sw, pw, rw, yshape[-1]))):
         empty = np.flatnonzero(taps[0] >= taps[1])
