@@ -35,7 +35,8 @@ def _torch_module(layer, nn):
                                           layer.divisor_override),
         "ReLU": nn.ReLU,
         "Flatten": nn.Flatten,
-        "Dense": lambda: nn.Linear(layer.in_features, layer.out_features),
+        "Dense": lambda: nn.Linear(layer.in_features, layer.out_features,
+                                   "bias" in layer.params),
     }
     if kind not in makers:
         raise TypeError(f"to_torch: no PyTorch equivalent for {layer!r}")

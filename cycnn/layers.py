@@ -577,6 +577,8 @@ class Dense(Layer):
     ----------
     in_features, out_features : int
         D_in and D_out.
+    bias : bool, default True
+        False: no bias parameter (PyTorch's ``bias=False``).
     rng : numpy.random.Generator, int or None
         Source of the He-normal initial weights; biases start at zero.
     dtype : float32 (default) or float64
@@ -588,24 +590,28 @@ class Dense(Layer):
 
     has_params = True
 
-    def __init__(self, in_features, out_features, *, rng=None, dtype=np.float32):
+    def __init__(self, in_features, out_features, bias=True, *, rng=None, dtype=np.float32):
         super().__init__()
         cls = "Dense"
         self.in_features = as_int(cls, "in_features", in_features, 1)
         self.out_features = as_int(cls, "out_features", out_features, 1)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"{cls}: bias must be True or False, got {bias!r}")
         dt = param_dtype(cls, dtype)
         self.params["weight"] = he_normal((self.out_features, self.in_features),
                                           self.in_features, rng, dt)
-        self.params["bias"] = np.zeros(self.out_features, dt)
+        if bias:
+            self.params["bias"] = np.zeros(self.out_features, dt)
 
     def forward(self, x):
         self._keep(x)
-        return dense_forward(x, self.params["weight"], self.params["bias"])
+        return dense_forward(x, self.params["weight"], self.params.get("bias"))
 
     def backward(self, dy, need_dx=True):
         dx, dw, db = dense_backward(dy, self._cached(), self.params["weight"])
         self.grads["weight"] = dw
-        self.grads["bias"] = db
+        if "bias" in self.params:
+            self.grads["bias"] = db
         return dx if need_dx else None
 
     def output_shape(self, shape):
@@ -617,10 +623,12 @@ class Dense(Layer):
 
     def config(self):
         return {"type": "Dense", "in_features": self.in_features,
-                "out_features": self.out_features}
+                "out_features": self.out_features,
+                **_unless_default(bias=("bias" in self.params, True))}
 
     def __repr__(self):
-        return f"Dense({self.in_features}, {self.out_features})"
+        b = "" if "bias" in self.params else ", bias=False"
+        return f"Dense({self.in_features}, {self.out_features}{b})"
 
 
 # --------------------------------------------------------------------------- loss

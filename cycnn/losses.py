@@ -92,7 +92,7 @@ def softmax_cross_entropy(logits, labels, weight=None, ignore_index=-100, label_
     -----
     The loss is computed from :func:`cycnn.log_softmax`, so logits of any size give a
     finite loss and a gradient without NaN. If every label is ``ignore_index``, the mean
-    is 0/0: NaN, as in PyTorch.
+    is 0/0: NaN, as in PyTorch, and the gradient is zero (no position takes part).
 
     Examples
     --------
@@ -173,8 +173,10 @@ def softmax_cross_entropy(logits, labels, weight=None, ignore_index=-100, label_
         if reduction == "sum":
             out_loss = total
         else:
+            # every label ignored: 0/0, NaN, with the zero gradient of the ignored
+            # positions (PyTorch's result)
             out_loss = total / denominator if denominator else float("nan")
-            grad = grad / dt.type(denominator) if denominator else grad * dt.type(np.nan)
+            grad = grad / dt.type(denominator) if denominator else grad
     # back to the logits' layout: classes on their own axis again
     moved = np.moveaxis(logits, class_axis, -1).shape
     dlogits = np.ascontiguousarray(np.moveaxis(grad.reshape(moved), -1, class_axis))
