@@ -13,6 +13,7 @@ independent of the kernels it is compared with.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -673,6 +674,7 @@ class PoolGeometry(NamedTuple):
     dilation: tuple        #: (rh, rw)
     ceil_mode: bool
     yshape: tuple          #: (N, C, OH, OW), or (C, OH, OW) for an unbatched x
+    taps: tuple            #: (plo, phi, qlo, qhi) of :func:`window_taps`, read-only
 
 
 def check_pool_args(func, x, size, stride, padding=0, dilation=1, ceil_mode=False):
@@ -686,8 +688,13 @@ def check_pool_args(func, x, size, stride, padding=0, dilation=1, ceil_mode=Fals
     least one input position.
     """
     check_ndim(func, "x", x, *IMAGE)
-    if 0 in x.shape[-3:]:
-        raise ValueError(f"{func}: empty array (x.shape={x.shape})")
+    return pool_geometry(func, x.shape, size, stride, padding, dilation, ceil_mode)
+
+
+def pool_geometry(func, x_shape, size, stride, padding=0, dilation=1, ceil_mode=False):
+    """:func:`check_pool_args` for an input of shape ``x_shape`` (3 or 4 axes)."""
+    if 0 in x_shape[-3:]:
+        raise ValueError(f"{func}: empty array (x.shape={x_shape})")
     KH, KW = as_pair(func, "size", size, 1)
     sh, sw = (KH, KW) if stride is None else as_pair(func, "stride", stride, 1)
     ph, pw = as_pair(func, "padding", padding, 0)
@@ -700,11 +707,9 @@ def check_pool_args(func, x, size, stride, padding=0, dilation=1, ceil_mode=Fals
             f"({KH}, {KW}) // 2 = ({KH // 2}, {KW // 2}) (PyTorch's rule: otherwise a window "
             "could hold padding only)"
         )
-    H, W = x.shape[-2:]
-    geo = PoolGeometry((KH, KW), (sh, sw), (ph, pw), (rh, rw), bool(ceil_mode), ())
-    try:
-        yshape = pool_output_shape(x.shape, *geo[:5])
-    except ValueError:
+    H, W = x_shape[-2:]
+    plan = _pool_plan(H, W, KH, KW, sh, sw, ph, pw, rh, rw, bool(ceil_mode))
+    if plan is None:
         window = f"window {KH}x{KW} (size={size!r})"
         if (rh, rw) != (1, 1):
             window += f", dilated by ({rh}, {rw}) to span {rh * (KH - 1) + 1}x" \
@@ -713,18 +718,42 @@ def check_pool_args(func, x, size, stride, padding=0, dilation=1, ceil_mode=Fals
             f"{func}: {window} is larger than the "
             + (f"padded input plane {H + 2 * ph}x{W + 2 * pw}" if ph or pw else
                f"input plane {H}x{W}")
-            + f" (x.shape={x.shape})" + (" even with ceil_mode" if ceil_mode else "")
-        ) from None
-    for axis, taps in (("rows", window_taps(H, KH, sh, ph, rh, yshape[-2])),
-                       ("columns", window_taps(W, KW, sw, pw, rw, yshape[-1]))):
-        empty = np.flatnonzero(taps[0] >= taps[1])
-        if empty.size:
-            raise ValueError(
-                f"{func}: window {int(empty[0])} along the {axis} holds no input position "
-                f"(size={(KH, KW)}, stride={(sh, sw)}, padding={(ph, pw)}, "
-                f"dilation={(rh, rw)}, input {H}x{W}): its taps all fall in the padding"
-            )
-    return geo._replace(yshape=yshape)
+            + f" (x.shape={x_shape})" + (" even with ceil_mode" if ceil_mode else "")
+        )
+    (OH, OW), taps, empty = plan
+    if empty is not None:
+        axis, k = empty
+        raise ValueError(
+            f"{func}: window {k} along the {axis} holds no input position "
+            f"(size={(KH, KW)}, stride={(sh, sw)}, padding={(ph, pw)}, "
+            f"dilation={(rh, rw)}, input {H}x{W}): its taps all fall in the padding"
+        )
+    return PoolGeometry((KH, KW), (sh, sw), (ph, pw), (rh, rw), bool(ceil_mode),
+                        (*x_shape[:-2], OH, OW), taps)
+
+
+@functools.lru_cache(maxsize=256)
+def _pool_plan(H, W, KH, KW, sh, sw, ph, pw, rh, rw, ceil_mode):
+    """Output size and window taps of a pooling layer: None if the window does not fit,
+    else ((OH, OW), (plo, phi, qlo, qhi), None or (axis, window) of a window without taps).
+
+    Cached: a training loop pools the same shapes over and over, and these few small
+    array operations would cost more than pooling a small batch.
+    """
+    try:
+        OH = conv_output_size(H, KH, sh, ph, rh, ceil_mode)
+        OW = conv_output_size(W, KW, sw, pw, rw, ceil_mode)
+    except ValueError:
+        return None
+    taps = (*window_taps(H, KH, sh, ph, rh, OH), *window_taps(W, KW, sw, pw, rw, OW))
+    for a in taps:
+        a.flags.writeable = False
+    empty = None
+    for axis, lo, hi in (("rows", taps[0], taps[1]), ("columns", taps[2], taps[3])):
+        bad = np.flatnonzero(lo >= hi)
+        if bad.size and empty is None:
+            empty = (axis, int(bad[0]))
+    return (OH, OW), taps, empty
 
 
 def pool_output_shape(x_shape, size, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):

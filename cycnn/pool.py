@@ -23,6 +23,7 @@ PyTorch keeps only if it starts inside the input or the padding before it.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -30,7 +31,7 @@ import numpy as np
 from . import _dispatch
 from ._threads import resolve_threads, threads_for
 from ._validate import as_array, as_float, as_int, as_pair, float_dtype, param_dtype
-from .geometry import as_batch, check_pool_args, window_taps
+from .geometry import as_batch, check_pool_args, pool_geometry
 
 _pool = _dispatch.load("_pool")
 
@@ -152,12 +153,10 @@ def _check_cache(func, dy, cache, kind):
     x_shape = tuple(as_int(where, "x_shape", s, 0 if k == 0 and len(cache.x_shape) == 4
                            else 1) for k, s in enumerate(cache.x_shape))
     dtype = param_dtype(where, cache.dtype)
-    # the forward checks again, on an array of that shape that takes no memory
-    shaped = np.broadcast_to(np.zeros((), np.float32), x_shape)
     dilation = getattr(cache, "dilation", 1)
-    try:
-        geo = check_pool_args(where, shaped, cache.size, cache.stride, cache.padding,
-                              dilation, cache.ceil_mode)
+    try:  # the forward pass's checks again
+        geo = pool_geometry(where, x_shape, cache.size, cache.stride, cache.padding, dilation,
+                            cache.ceil_mode)
     except ValueError as err:
         raise ValueError(f"{err} (was the cache edited?)") from None
     if dy.shape != geo.yshape:
@@ -171,13 +170,6 @@ def _check_cache(func, dy, cache, kind):
             f"got dy.shape={dy.shape}"
         )
     return x_shape, dtype, geo
-
-
-def _taps(geo, H, W):
-    """The window-tap ranges (plo, phi, qlo, qhi) the kernels loop over."""
-    (KH, KW), (sh, sw), (ph, pw), (rh, rw) = geo.size, geo.stride, geo.padding, geo.dilation
-    OH, OW = geo.yshape[-2:]
-    return (*window_taps(H, KH, sh, ph, rh, OH), *window_taps(W, KW, sw, pw, rw, OW))
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -276,7 +268,7 @@ def max_pool2d_forward(x, size=2, stride=None, padding=0, dilation=1, ceil_mode=
     (sh, sw), (ph, pw), (rh, rw) = geo.stride, geo.padding, geo.dilation
     _pool.max_pool2d_forward(x4.reshape(NC, H, W), y.reshape(NC, OH, OW),
                              argmax.reshape(NC, OH, OW), sh, sw, ph, pw, rh, rw,
-                             *_taps(geo, H, W), _threads_for(N * C * H * W, nt))
+                             *geo.taps, _threads_for(N * C * H * W, nt))
     return y, MaxPoolCache(x.shape, geo.size, geo.stride, argmax, x.dtype, geo.padding,
                            geo.dilation, geo.ceil_mode)
 
@@ -348,22 +340,32 @@ def max_pool2d_backward(dy, cache, *, threads=None):
 
 # --------------------------------------------------------------------------- average pooling
 
-def _divisors(geo, H, W, plo, phi, qlo, qhi, count_include_pad, divisor_override, dtype):
-    """(ah, aw): window (i, j) of the average pool is divided by ah[i] * aw[j].
+def _divisors(geo, H, W, count_include_pad, divisor_override, dtype):
+    """(ah, aw): window (i, j) of the average pool is divided by ah[i] * aw[j]."""
+    return _divisors_cached(H, W, geo.size, geo.stride, geo.padding, geo.yshape[-2:],
+                            count_include_pad, divisor_override, np.dtype(dtype))
 
-    PyTorch's rule: ``divisor_override`` if given; else with ``count_include_pad`` the
+
+@functools.lru_cache(maxsize=256)
+def _divisors_cached(H, W, size, stride, padding, out, count_include_pad, divisor_override,
+                     dtype):
+    """PyTorch's rule: ``divisor_override`` if given; else with ``count_include_pad`` the
     window's area clipped to the padded input (a ``ceil_mode`` window hanging past the
     padding counts only what lies inside it); else the number of its taps inside x.
-    """
-    OH, OW = geo.yshape[-2:]
+    Cached, like the window taps (geometry._pool_plan); the arrays are read-only."""
+    (OH, OW), (KH, KW), (sh, sw), (ph, pw) = out, size, stride, padding
     if divisor_override is not None:
-        return np.full(OH, divisor_override, dtype), np.ones(OW, dtype)
-    if not count_include_pad:
-        return (phi - plo).astype(dtype), (qhi - qlo).astype(dtype)
-    (KH, KW), (sh, sw), (ph, pw) = geo.size, geo.stride, geo.padding
-    top, left = np.arange(OH) * sh - ph, np.arange(OW) * sw - pw
-    return ((np.minimum(top + KH, H + ph) - top).astype(dtype),
-            (np.minimum(left + KW, W + pw) - left).astype(dtype))
+        ah, aw = np.full(OH, divisor_override, dtype), np.ones(OW, dtype)
+    else:
+        top, left = np.arange(OH) * sh - ph, np.arange(OW) * sw - pw
+        if count_include_pad:
+            ah, aw = np.minimum(top + KH, H + ph) - top, np.minimum(left + KW, W + pw) - left
+        else:  # the taps inside x: the window clipped to [0, H) and [0, W)
+            ah = np.minimum(top + KH, H) - np.maximum(top, 0)
+            aw = np.minimum(left + KW, W) - np.maximum(left, 0)
+        ah, aw = ah.astype(dtype), aw.astype(dtype)
+    ah.flags.writeable = aw.flags.writeable = False
+    return ah, aw
 
 
 def _check_avg_options(func, count_include_pad, divisor_override):
@@ -451,10 +453,9 @@ def avg_pool2d_forward(x, size=2, stride=None, padding=0, ceil_mode=False,
     y = np.empty(geo.yshape, x.dtype)
     NC, (OH, OW) = N * C, geo.yshape[-2:]
     (sh, sw), (ph, pw) = geo.stride, geo.padding
-    taps = _taps(geo, H, W)
-    ah, aw = _divisors(geo, H, W, *taps, include, override, x.dtype)
+    ah, aw = _divisors(geo, H, W, include, override, x.dtype)
     _pool.avg_pool2d_forward(x4.reshape(NC, H, W), y.reshape(NC, OH, OW), sh, sw, ph, pw,
-                             *taps, ah, aw, _threads_for(N * C * H * W, nt))
+                             *geo.taps, ah, aw, _threads_for(N * C * H * W, nt))
     return y, AvgPoolCache(x.shape, geo.size, geo.stride, x.dtype, geo.padding,
                            geo.ceil_mode, include, override)
 
@@ -507,11 +508,10 @@ def avg_pool2d_backward(dy, cache, *, threads=None):
     *lead, H, W = x_shape
     NC, (OH, OW) = int(np.prod(lead)), geo.yshape[-2:]
     (sh, sw), (ph, pw) = geo.stride, geo.padding
-    taps = _taps(geo, H, W)
-    ah, aw = _divisors(geo, H, W, *taps, include, override, dt)
+    ah, aw = _divisors(geo, H, W, include, override, dt)
     dx = np.empty(x_shape, dt)
     _pool.avg_pool2d_backward(dy.reshape(NC, OH, OW), dx.reshape(NC, H, W), sh, sw, ph, pw,
-                              *taps, ah, aw, _threads_for(NC * H * W, nt))
+                              *geo.taps, ah, aw, _threads_for(NC * H * W, nt))
     return dx
 
 

@@ -156,6 +156,14 @@ INCLUDES = {
     "cycnn/training.py:7:9": ["    for epoch in range(initial_epoch, epochs):",
                               "model.train_step(x[idx], y[idx], optimizer)"],
     "cycnn/optim.py:@SGD._update": ["w -= self.lr * g"],
+    "cycnn/geometry.py:@fold_padding": [
+        "dxp[..., pt:pt + size[0], pl:pl + size[1]].copy()",
+        "dxr[..., rows[t], :] += dxp[..., t, :]", "dx[..., cols[s]] += dxr[..., s]",
+    ],
+    "cycnn/conv.py:@conv_transpose2d_forward": [
+        "check_conv_transpose_args(", "_backward(func, algorithm, x4, None, w, yf, None, geo, nt)",
+        "y = yf[:, :, pt:pt + OH, pl:pl + OW]",
+    ],
     "cycnn/reference.py:@conv2d_backward": [
         "dilate(dy, (sh, sw))", "rotate180(wd[fi])", "dxp[:, :, pt:pt + H, pl:pl + W]",
         "dy.sum(axis=(0, 2, 3))",

@@ -144,7 +144,7 @@ def _mse_loss_sig(input, target, size_average=None, reduce=None, reduction="mean
     pass
 
 
-def _softmax_sig(input, dim, dtype=None):
+def _softmax_sig(input, dim=None, _stacklevel=3, dtype=None):
     pass
 
 
@@ -283,6 +283,8 @@ def _softmax_case(name, backward):
 
         arr = _arrays(x=a["input"])
         dim, dtype = a["dim"], a["dtype"]
+        if dim is None:
+            raise Unsupported("dim=None (PyTorch's deprecated implicit choice of the axis)")
         np_dtype = None if dtype is None else torch.empty((), dtype=dtype).numpy().dtype
 
         def torch_fn(t):
