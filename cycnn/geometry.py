@@ -675,6 +675,8 @@ class PoolGeometry(NamedTuple):
     ceil_mode: bool
     yshape: tuple          #: (N, C, OH, OW), or (C, OH, OW) for an unbatched x
     taps: tuple            #: (plo, phi, qlo, qhi) of :func:`window_taps`, read-only
+    inside: bool           #: every window lies inside x (no padding, dilation or partial
+                           #: ceil_mode window): the plain kernels apply
 
 
 def check_pool_args(func, x, size, stride, padding=0, dilation=1, ceil_mode=False):
@@ -720,7 +722,7 @@ def pool_geometry(func, x_shape, size, stride, padding=0, dilation=1, ceil_mode=
                f"input plane {H}x{W}")
             + f" (x.shape={x_shape})" + (" even with ceil_mode" if ceil_mode else "")
         )
-    (OH, OW), taps, empty = plan
+    (OH, OW), taps, empty, inside = plan
     if empty is not None:
         axis, k = empty
         raise ValueError(
@@ -729,13 +731,14 @@ def pool_geometry(func, x_shape, size, stride, padding=0, dilation=1, ceil_mode=
             f"dilation={(rh, rw)}, input {H}x{W}): its taps all fall in the padding"
         )
     return PoolGeometry((KH, KW), (sh, sw), (ph, pw), (rh, rw), bool(ceil_mode),
-                        (*x_shape[:-2], OH, OW), taps)
+                        (*x_shape[:-2], OH, OW), taps, inside)
 
 
 @functools.lru_cache(maxsize=256)
 def _pool_plan(H, W, KH, KW, sh, sw, ph, pw, rh, rw, ceil_mode):
     """Output size and window taps of a pooling layer: None if the window does not fit,
-    else ((OH, OW), (plo, phi, qlo, qhi), None or (axis, window) of a window without taps).
+    else ((OH, OW), (plo, phi, qlo, qhi), None or (axis, window) of a window without taps,
+    whether every window lies inside the input).
 
     Cached: a training loop pools the same shapes over and over, and these few small
     array operations would cost more than pooling a small batch.
@@ -753,7 +756,10 @@ def _pool_plan(H, W, KH, KW, sh, sw, ph, pw, rh, rw, ceil_mode):
         bad = np.flatnonzero(lo >= hi)
         if bad.size and empty is None:
             empty = (axis, int(bad[0]))
-    return (OH, OW), taps, empty
+    inside = (ph, pw, rh, rw) == (0, 0, 1, 1) and bool(
+        (taps[0] == 0).all() and (taps[1] == KH).all() and (taps[2] == 0).all()
+        and (taps[3] == KW).all())
+    return (OH, OW), taps, empty, inside
 
 
 def pool_output_shape(x_shape, size, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):

@@ -266,9 +266,12 @@ def max_pool2d_forward(x, size=2, stride=None, padding=0, dilation=1, ceil_mode=
     argmax = np.empty(geo.yshape, np.int64)
     NC, (OH, OW) = N * C, geo.yshape[-2:]
     (sh, sw), (ph, pw), (rh, rw) = geo.stride, geo.padding, geo.dilation
-    _pool.max_pool2d_forward(x4.reshape(NC, H, W), y.reshape(NC, OH, OW),
-                             argmax.reshape(NC, OH, OW), sh, sw, ph, pw, rh, rw,
-                             *geo.taps, _threads_for(N * C * H * W, nt))
+    xs, ys, args = x4.reshape(NC, H, W), y.reshape(NC, OH, OW), argmax.reshape(NC, OH, OW)
+    if geo.inside:  # every window inside x: the loops of docs/pooling.md
+        _pool.max_pool2d_forward(xs, ys, args, *geo.size, sh, sw, _threads_for(x4.size, nt))
+    else:
+        _pool.max_pool2d_forward_clipped(xs, ys, args, sh, sw, ph, pw, rh, rw, *geo.taps,
+                                         _threads_for(x4.size, nt))
     return y, MaxPoolCache(x.shape, geo.size, geo.stride, argmax, x.dtype, geo.padding,
                            geo.dilation, geo.ceil_mode)
 
@@ -453,9 +456,13 @@ def avg_pool2d_forward(x, size=2, stride=None, padding=0, ceil_mode=False,
     y = np.empty(geo.yshape, x.dtype)
     NC, (OH, OW) = N * C, geo.yshape[-2:]
     (sh, sw), (ph, pw) = geo.stride, geo.padding
-    ah, aw = _divisors(geo, H, W, include, override, x.dtype)
-    _pool.avg_pool2d_forward(x4.reshape(NC, H, W), y.reshape(NC, OH, OW), sh, sw, ph, pw,
-                             *geo.taps, ah, aw, _threads_for(N * C * H * W, nt))
+    xs, ys = x4.reshape(NC, H, W), y.reshape(NC, OH, OW)
+    if geo.inside and override is None:  # every window of KH*KW inputs
+        _pool.avg_pool2d_forward(xs, ys, *geo.size, sh, sw, _threads_for(x4.size, nt))
+    else:
+        ah, aw = _divisors(geo, H, W, include, override, x.dtype)
+        _pool.avg_pool2d_forward_clipped(xs, ys, sh, sw, ph, pw, *geo.taps, ah, aw,
+                                         _threads_for(x4.size, nt))
     return y, AvgPoolCache(x.shape, geo.size, geo.stride, x.dtype, geo.padding,
                            geo.ceil_mode, include, override)
 
@@ -508,10 +515,14 @@ def avg_pool2d_backward(dy, cache, *, threads=None):
     *lead, H, W = x_shape
     NC, (OH, OW) = int(np.prod(lead)), geo.yshape[-2:]
     (sh, sw), (ph, pw) = geo.stride, geo.padding
-    ah, aw = _divisors(geo, H, W, include, override, dt)
     dx = np.empty(x_shape, dt)
-    _pool.avg_pool2d_backward(dy.reshape(NC, OH, OW), dx.reshape(NC, H, W), sh, sw, ph, pw,
-                              *geo.taps, ah, aw, _threads_for(NC * H * W, nt))
+    dys, dxs = dy.reshape(NC, OH, OW), dx.reshape(NC, H, W)
+    if geo.inside and override is None:
+        _pool.avg_pool2d_backward(dys, dxs, *geo.size, sh, sw, _threads_for(dx.size, nt))
+    else:
+        ah, aw = _divisors(geo, H, W, include, override, dt)
+        _pool.avg_pool2d_backward_clipped(dys, dxs, sh, sw, ph, pw, *geo.taps, ah, aw,
+                                          _threads_for(dx.size, nt))
     return dx
 
 

@@ -162,6 +162,28 @@ def test_central_differences(name, algorithm):
     assert result.ok and all(a.any() for a in result.analytic)
 
 
+def test_the_pages_worked_example():
+    """docs/conv-dilation-groups.md: a 2x2 filter with dilation 2 on the numbers 1 to 16,
+    every number written out from the equations on the page."""
+    x = np.arange(1.0, 17.0).reshape(4, 4)
+    w = np.array([[1.0, 2.0], [3.0, 4.0]])
+    dy = np.array([[0.1, -0.2], [0.3, 0.4]])
+    y = cycnn.conv2d_forward(x[None, None], w[None, None], dilation=2)[0, 0]
+    # y11 = w11 x11 + w12 x13 + w21 x31 + w22 x33 and so on
+    np.testing.assert_array_equal(y, [[1 * 1 + 2 * 3 + 3 * 9 + 4 * 11,
+                                       1 * 2 + 2 * 4 + 3 * 10 + 4 * 12],
+                                      [1 * 5 + 2 * 7 + 3 * 13 + 4 * 15,
+                                       1 * 6 + 2 * 8 + 3 * 14 + 4 * 16]])
+    dx, dw, db = cycnn.conv2d_backward(dy[None, None], x[None, None], w[None, None], dilation=2)
+    # dw[p, q] = sum_ij dy[i, j] x[i + 2p, j + 2q]; every x is read once: dx = dy * w, tiled
+    want_dw = [[sum(dy[i, j] * x[i + 2 * p, j + 2 * q] for i in range(2) for j in range(2))
+                for q in range(2)] for p in range(2)]
+    np.testing.assert_allclose(dw[0, 0], want_dw, rtol=1e-15)
+    np.testing.assert_allclose(dw[0, 0], [[3.6, 4.8], [8.4, 9.6]], rtol=1e-14)
+    np.testing.assert_allclose(dx[0, 0], np.block([[dy * 1, dy * 2], [dy * 3, dy * 4]]),
+                               rtol=1e-15)
+
+
 def test_unbatched_is_the_batch_of_one(rng):
     x, w = rng.standard_normal((4, 8, 7)), rng.standard_normal((6, 2, 3, 3))
     args = dict(stride=(1, 2), padding=1, dilation=2, groups=2, padding_mode="reflect")

@@ -194,6 +194,24 @@ def test_output_size_turns_the_convolution_formula_round(n, k, s, p, r, op):
     assert cycnn.conv_output_size(out, k, s, p, r) == n + op // s
 
 
+def test_the_pages_powers_of_ten():
+    """docs/conv-transpose.md: the nine equations of a 2x2 input and a 2x2 filter."""
+    (x11, x12), (x21, x22) = x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    (w11, w12), (w21, w22) = w = np.array([[1.0, 10.0], [100.0, 1000.0]])
+    want = [[x11 * w11, x11 * w12 + x12 * w11, x12 * w12],
+            [x11 * w21 + x21 * w11, x11 * w22 + x12 * w21 + x21 * w12 + x22 * w11,
+             x12 * w22 + x22 * w12],
+            [x21 * w21, x21 * w22 + x22 * w21, x22 * w22]]
+    np.testing.assert_array_equal(cycnn.conv_transpose2d_forward(x[None, None], w[None, None])
+                                  [0, 0], want)
+    assert want[1][1] == 1234
+    dy = np.zeros((1, 1, 3, 3))
+    dy[0, 0, 1, 1] = 1.0
+    dx, dw, db = cycnn.conv_transpose2d_backward(dy, x[None, None], w[None, None])
+    np.testing.assert_array_equal(dx[0, 0], [[w22, w21], [w12, w11]])
+    np.testing.assert_array_equal(dw[0, 0], [[x22, x21], [x12, x11]])
+
+
 def test_scatter_example():
     """One input element scatters a copy of the filter, scaled by itself (the page's)."""
     x = np.array([[[[1.0, 2.0]]]])

@@ -136,7 +136,7 @@ INCLUDES = {
         "dx[nc, argmax[nc, k]] += dy[nc, k]",
     ],
     "cycnn/_pool.pyx:@avg_pool2d_backward": [
-        "share = dy[nc, i, j] / (ah[i] * aw[j])", "dx[nc, h0 + p, w0 + q] += share",
+        "share = dy[nc, i, j] / area", "dx[nc, i * sh + p, j * sw + q] += share",
     ],
     "cycnn/activations.py:@relu_backward": ["np.where(x > 0, dy"],
     "cycnn/dense.py:@dense_backward": ["dy @ w, dy.T @ x, dy.sum(axis=0)"],
