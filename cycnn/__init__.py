@@ -4,8 +4,8 @@ Layout is NCHW, weights are ``(F, C, KH, KW)`` and biases ``(F,)``, as in PyTorc
 
 The public names are those of the submodules' own ``__all__`` lists, gathered below in
 the order the modules depend on each other (kernels and geometry first, the model and its
-surroundings last), plus the modules :mod:`cycnn.reference` and :mod:`cycnn.datasets`
-and :func:`build_info`.
+surroundings last), plus the modules :mod:`cycnn.reference`, :mod:`cycnn.datasets` and
+:mod:`cycnn.check` and :func:`build_info`.
 """
 
 import os as _os
@@ -38,6 +38,9 @@ from .pool import *  # noqa: E402,F403
 from .training import *  # noqa: E402,F403
 from .zoo import *  # noqa: E402,F403
 
+# isort: split
+from . import check  # noqa: E402  (checkers for a learner's code: uses the names above)
+
 __version__ = "0.1.0"
 
 #: the submodules whose ``__all__`` make up cycnn's public names, in this order (by name:
@@ -48,7 +51,7 @@ _PUBLIC_MODULES = ("geometry", "conv", "pool", "activations", "dense", "losses",
 
 __all__ = [name for module in _PUBLIC_MODULES
            for name in _sys.modules[f"{__name__}.{module}"].__all__]
-__all__ += ["reference", "datasets", "build_info"]
+__all__ += ["reference", "datasets", "check", "build_info"]
 
 
 def build_info():
@@ -58,7 +61,7 @@ def build_info():
     -------
     dict
         ``cpu`` is the processor's model name, ``cpu_features`` the features (among those
-        the build variants need) that it reports, ``variants`` the variants built into
+        the build variants need) that it reports, ``variants`` the variants present in
         this installation, best first, and ``kernels`` maps each kernel module to the
         build chosen at import (for instance ``'avx512'``, ``'avx2'`` or
         ``'baseline x86-64'``). ``openmp`` says whether the kernels were compiled with
@@ -71,7 +74,7 @@ def build_info():
         "version": __version__,
         "cpu": _dispatch.cpu_model(),
         "cpu_features": sorted(_dispatch.cpu_features()),
-        "variants": [s for s, _ in _dispatch.variants()],
+        "variants": _dispatch.built(),
         "kernels": _chosen_kernels(),
         "openmp": bool(conv._conv.OPENMP),
         "threads": get_num_threads(),  # noqa: F405

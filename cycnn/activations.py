@@ -32,7 +32,7 @@ def relu_forward(x):
 
     Returns
     -------
-    y : ndarray, shape of ``x``
+    y : ndarray, shape of x
         float32 for a float32 input, float64 otherwise. NaN stays NaN.
 
     Raises
@@ -56,12 +56,12 @@ def relu_backward(dy, x):
     ----------
     dy : array_like
         Gradient of the loss with respect to the forward output.
-    x : array_like, shape of ``dy``
+    x : array_like, shape of dy
         The forward input.
 
     Returns
     -------
-    dx : ndarray, shape of ``x``
+    dx : ndarray, shape of x
         float32 when both arguments are float32, float64 otherwise. The derivative at
         exactly ``x = 0`` is 0 (a subgradient; PyTorch makes the same choice). Where
         ``x`` is NaN, ``dx`` is 0.
@@ -135,7 +135,7 @@ def softmax(z, axis=-1, dtype=None):
 
     Returns
     -------
-    ndarray, shape of ``z``
+    ndarray, shape of z
         Non-negative, summing to 1 along ``axis``; in ``dtype`` if given, else float32 for
         float32 ``z`` and float64 otherwise. An empty ``z`` (an empty class axis included)
         gives an empty result, as in PyTorch.
@@ -176,7 +176,7 @@ def log_softmax(z, axis=-1, dtype=None):
 
     Returns
     -------
-    ndarray, shape of ``z``
+    ndarray, shape of z
         In ``dtype`` if given, else float32 for float32 ``z`` and float64 otherwise.
 
     Raises
@@ -220,14 +220,14 @@ def softmax_backward(dy, y, axis=-1):
     ----------
     dy : array_like
         Gradient of the loss with respect to ``y``.
-    y : array_like, shape of ``dy``
+    y : array_like, shape of dy
         The forward output ``softmax(z, axis)``.
     axis : int, default -1
         As given to the forward pass.
 
     Returns
     -------
-    dz : ndarray, shape of ``y``
+    dz : ndarray, shape of y
         float32 when both arguments are float32, float64 otherwise (after a forward pass
         with ``dtype=``, cast it to the input's dtype, as PyTorch does).
 
@@ -258,13 +258,13 @@ def log_softmax_backward(dy, y, axis=-1):
     ----------
     dy : array_like
         Gradient of the loss with respect to ``y``.
-    y : array_like, shape of ``dy``
+    y : array_like, shape of dy
         The forward output ``log_softmax(z, axis)``.
     axis : int, default -1
 
     Returns
     -------
-    dz : ndarray, shape of ``y``
+    dz : ndarray, shape of y
         float32 when both arguments are float32, float64 otherwise.
 
     Raises

@@ -163,7 +163,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1,
 
     Returns
     -------
-    dx : ndarray, shape of x, or None when ``need_dx`` is False
+    dx : ndarray, shape of x, or None when need_dx is False
     dw : ndarray, shape (F, C / groups, KH, KW)
     db : ndarray, shape (F,)
         All in the common dtype of the arguments (see :func:`conv2d_forward`).
@@ -327,7 +327,7 @@ def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, g
 
     Returns
     -------
-    dx : ndarray, shape of x, or None when ``need_dx`` is False
+    dx : ndarray, shape of x, or None when need_dx is False
     dw : ndarray, shape (C_in, C_out / groups, KH, KW)
     db : ndarray, shape (C_out,)
 

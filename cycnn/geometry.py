@@ -590,7 +590,7 @@ def check_conv_args(func, x, w, b, stride, padding, dilation=1, groups=1,
     OH = conv_output_size(H, KH, sh, (pt, pb), rh)
     OW = conv_output_size(W, KW, sw, (pl, pr), rw)
     yshape = (N, F, OH, OW)
-    for what, shape in (("the padded x", (N, C, H + pt + pb, W + pl + pr)),
+    for what, shape in (("x, padded and contiguous,", (N, C, H + pt + pb, W + pl + pr)),
                         ("y (N, F, OH, OW)", yshape)):
         check_size(func, what, shape, np.float32)
     return ConvGeometry((sh, sw), pads, (rh, rw), g, mode,
@@ -691,6 +691,21 @@ def check_pool_args(func, x, size, stride, padding=0, dilation=1, ceil_mode=Fals
     """
     check_ndim(func, "x", x, *IMAGE)
     return pool_geometry(func, x.shape, size, stride, padding, dilation, ceil_mode)
+
+
+def check_avg_pool_options(func, count_include_pad, divisor_override):
+    """Check average pooling's ``count_include_pad`` (a bool) and ``divisor_override``
+    (None or a nonzero int, PyTorch's range); returns them as ``(bool, int or None)``."""
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        raise TypeError(f"{func}: count_include_pad must be True or False, got "
+                        f"{count_include_pad!r}")
+    if divisor_override is not None:
+        divisor_override = as_int(func, "divisor_override", divisor_override,
+                                  -(2**31 - 1))
+        if divisor_override == 0:
+            raise ValueError(f"{func}: divisor_override must not be 0 (None divides by the "
+                             "window's size)")
+    return bool(count_include_pad), divisor_override
 
 
 def pool_geometry(func, x_shape, size, stride, padding=0, dilation=1, ceil_mode=False):

@@ -41,6 +41,7 @@ from .conv import (
 from .dense import dense_backward, dense_forward
 from .geometry import (
     PADDING_MODES,
+    check_avg_pool_options,
     check_conv_args,
     check_conv_transpose_args,
     check_pool_args,
@@ -48,7 +49,6 @@ from .geometry import (
 )
 from .losses import softmax_cross_entropy
 from .pool import (
-    _check_avg_options,
     avg_pool2d_backward,
     avg_pool2d_forward,
     max_pool2d_backward,
@@ -135,7 +135,7 @@ class Layer:
     def _keep(self, value):
         self.cache = value if self.training else None
 
-    def _cached(self, what="the forward input"):
+    def _cached(self, what="forward input"):
         if self.cache is None:
             raise RuntimeError(
                 f"{self!r}.backward: no {what} is stored; call forward() in training mode "
@@ -489,10 +489,21 @@ class MaxPool2D(_Pool2D):
     """Max pooling over ``kernel_size`` windows (stride defaults to the window).
 
     The backward pass sends each output's gradient to the input that won its window.
-    ``padding`` (at most half the window), ``dilation`` and ``ceil_mode`` are PyTorch's
-    (see :func:`cycnn.max_pool2d_forward`); ``ceil_mode`` is keyword-only here, because
-    PyTorch's ``MaxPool2d`` has ``return_indices`` in its place (cycnn always keeps the
-    winners, in the cache).
+    ``ceil_mode`` is keyword-only here, because PyTorch's ``MaxPool2d`` has
+    ``return_indices`` in its place (cycnn always keeps the winners, in the cache).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int), default 2
+        The window (KH, KW).
+    stride : int or (int, int), optional
+        (sh, sw); by default the window size, so windows do not overlap.
+    padding : int or (int, int), default 0
+        (ph, pw) on both sides, at most half the window; the padding never wins.
+    dilation : int or (int, int), default 1
+        (rh, rw), the step between the taps of a window.
+    ceil_mode : bool, default False
+        Round the output size up (see :func:`cycnn.max_pool2d_forward`).
     """
 
     _forward = staticmethod(max_pool2d_forward)
@@ -511,9 +522,23 @@ class MaxPool2D(_Pool2D):
 
 class AvgPool2D(_Pool2D):
     """Average pooling: each input of a window gets ``1 / d`` of its gradient, with ``d``
-    the window's area (``KH*KW`` inside the input); ``padding``, ``ceil_mode``,
-    ``count_include_pad`` and ``divisor_override`` are PyTorch's, in PyTorch's order (see
-    :func:`cycnn.avg_pool2d_forward`)."""
+    the window's divisor (``KH*KW`` for a window inside the input).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int), default 2
+        The window (KH, KW).
+    stride : int or (int, int), optional
+        (sh, sw); by default the window size, so windows do not overlap.
+    padding : int or (int, int), default 0
+        (ph, pw) of zeros on both sides, at most half the window.
+    ceil_mode : bool, default False
+        Round the output size up (see :func:`cycnn.avg_pool2d_forward`).
+    count_include_pad : bool, default True
+        Whether the padding counts in ``d`` (PyTorch's default: it does).
+    divisor_override : int, optional
+        Divide every window by this number instead.
+    """
 
     _forward = staticmethod(avg_pool2d_forward)
     _backward = staticmethod(avg_pool2d_backward)
@@ -521,7 +546,7 @@ class AvgPool2D(_Pool2D):
     def __init__(self, kernel_size=2, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None):
         super().__init__(kernel_size, stride, padding, ceil_mode)
-        self.count_include_pad, self.divisor_override = _check_avg_options(
+        self.count_include_pad, self.divisor_override = check_avg_pool_options(
             "AvgPool2D", count_include_pad, divisor_override)
 
     def _options(self):

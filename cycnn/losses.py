@@ -82,8 +82,10 @@ def softmax_cross_entropy(logits, labels, weight=None, ignore_index=-100, label_
     ------
     ValueError
         ``logits`` 0-d or empty; labels of the wrong shape; class indices outside
-        ``[0, K)`` (other than ``ignore_index``); a weight not of shape (K,);
-        label_smoothing outside [0, 1]; an unknown reduction.
+        ``[0, K)`` (other than ``ignore_index``); a NaN or infinite target probability
+        (PyTorch returns a NaN loss instead; cycnn names the entry, since a NaN target is
+        a bug upstream); a weight not of shape (K,); label_smoothing outside [0, 1]; an
+        unknown reduction.
     TypeError
         Non-numeric arrays; labels without a class axis that are not integers (floats or
         booleans: pass class indices as ints, or distributions with the logits' shape).
@@ -91,8 +93,9 @@ def softmax_cross_entropy(logits, labels, weight=None, ignore_index=-100, label_
     Notes
     -----
     The loss is computed from :func:`cycnn.log_softmax`, so logits of any size give a
-    finite loss and a gradient without NaN. If every label is ``ignore_index``, the mean
-    is 0/0: NaN, as in PyTorch, and the gradient is zero (no position takes part).
+    finite loss and a gradient without NaN. A NaN logit is not refused: it makes its
+    position's loss and gradient NaN, as in PyTorch. If every label is ``ignore_index``,
+    the mean is 0/0: NaN, as in PyTorch, and the gradient is zero (no position takes part).
 
     Examples
     --------
@@ -125,7 +128,15 @@ def softmax_cross_entropy(logits, labels, weight=None, ignore_index=-100, label_
     s = np.exp(logp)
     index_shape = logits.shape[:class_axis] + logits.shape[class_axis + 1:]
     if labels.shape == logits.shape:  # target distributions
-        Y = _classes_last(np.asarray(labels, dt), class_axis)
+        target = np.asarray(labels, dt)
+        bad = ~np.isfinite(target)
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{func}: labels must be finite probabilities; found {target[at]} at {at} "
+                f"(labels.shape={labels.shape})"
+            )
+        Y = _classes_last(target, class_axis)
         Y = (1 - eps) * Y + eps / K if eps else Y
         wY = w * Y
         loss = -np.sum(wY * logp, axis=1, dtype=np.float64)
@@ -190,7 +201,7 @@ def mse_loss(pred, target, reduction="mean"):
     ----------
     pred : array_like, any shape
         Predictions ``y``.
-    target : array_like, shape of ``pred``
+    target : array_like, shape of pred
         Targets ``t``.
     reduction : {'mean', 'sum', 'half_sum', 'none'}, default 'mean'
         * ``'mean'``: ``E = mean((y - t)^2)`` over every element, gradient
@@ -209,7 +220,7 @@ def mse_loss(pred, target, reduction="mean"):
     -------
     loss : float, or ndarray of pred's shape for ``reduction='none'``
         Python float, or an array of the common dtype.
-    dpred : ndarray, shape of ``pred``
+    dpred : ndarray, shape of pred
         ``dE/dy``; float32 when both arrays are float32, float64 otherwise.
 
     Raises

@@ -31,7 +31,7 @@ import numpy as np
 from . import _dispatch
 from ._threads import resolve_threads, threads_for
 from ._validate import as_array, as_float, as_int, as_pair, float_dtype, param_dtype
-from .geometry import as_batch, check_pool_args, pool_geometry
+from .geometry import as_batch, check_avg_pool_options, check_pool_args, pool_geometry
 
 _pool = _dispatch.load("_pool")
 
@@ -371,19 +371,6 @@ def _divisors_cached(H, W, size, stride, padding, out, count_include_pad, diviso
     return ah, aw
 
 
-def _check_avg_options(func, count_include_pad, divisor_override):
-    if not isinstance(count_include_pad, (bool, np.bool_)):
-        raise TypeError(f"{func}: count_include_pad must be True or False, got "
-                        f"{count_include_pad!r}")
-    if divisor_override is not None:
-        divisor_override = as_int(func, "divisor_override", divisor_override,
-                                  -(2**31 - 1))
-        if divisor_override == 0:
-            raise ValueError(f"{func}: divisor_override must not be 0 (None divides by the "
-                             "window's size)")
-    return bool(count_include_pad), divisor_override
-
-
 def avg_pool2d_forward(x, size=2, stride=None, padding=0, ceil_mode=False,
                        count_include_pad=True, divisor_override=None, *, threads=None):
     """Forward pass of 2-D average pooling.
@@ -448,7 +435,7 @@ def avg_pool2d_forward(x, size=2, stride=None, padding=0, ceil_mode=False,
     func = "avg_pool2d_forward"
     x = as_array(func, "x", x)
     geo = check_pool_args(func, x, size, stride, padding, 1, ceil_mode)
-    include, override = _check_avg_options(func, count_include_pad, divisor_override)
+    include, override = check_avg_pool_options(func, count_include_pad, divisor_override)
     nt = resolve_threads(func, threads)
     (x,) = as_float(func, x=x)
     x4, _ = as_batch(x)
@@ -507,7 +494,7 @@ def avg_pool2d_backward(dy, cache, *, threads=None):
     func = "avg_pool2d_backward"
     dy = as_array(func, "dy", dy)
     x_shape, cdt, geo = _check_cache(func, dy, cache, AvgPoolCache)
-    include, override = _check_avg_options(f"{func} (cache)", cache.count_include_pad,
+    include, override = check_avg_pool_options(f"{func} (cache)", cache.count_include_pad,
                                            cache.divisor_override)
     nt = resolve_threads(func, threads)
     dt = float_dtype(dy, np.empty(0, cdt))
@@ -538,7 +525,7 @@ def max_pool_mask(window):
 
     Returns
     -------
-    ndarray of bool, same shape as ``window``
+    ndarray of bool, same shape as window
         True at exactly one position. With ties, only the first maximum is marked, so
         multiplying a gradient by the mask never duplicates it (a mask built with
         ``window == window.max()`` or ``np.isclose`` would mark every tied cell). A NaN

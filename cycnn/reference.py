@@ -12,7 +12,7 @@ way the docs derive it, with whole-array operations and no Python loops over pix
 * ``db``: sum ``dy`` over the batch and both spatial axes.
 
 The rest of the convolution family reduces to that (docs/conv-dilation-groups.md and
-docs/conv-transpose.md):
+docs/transposed-conv.md):
 
 * a **dilated** kernel is an ordinary kernel with zeros between its taps
   (:func:`cycnn.dilate` applied to ``w``); its gradient is the gradient of that larger

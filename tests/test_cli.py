@@ -140,6 +140,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]  # no temporary left over
 
 
+@pytest.mark.slow
 def test_default_run_reaches_96_percent(tmp_path):
     """The acceptance run: `cycnn train` with every default (15 epochs of the bundled
     digits, seed 0, all cores). About 5 s on two idle cores; 97.3 % there, 97.5 % on one."""

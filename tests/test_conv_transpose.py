@@ -1,4 +1,4 @@
-"""The transposed convolution (docs/conv-transpose.md).
+"""The transposed convolution (docs/transposed-conv.md).
 
 The compiled route (the convolution's three loops with the roles of the arrays exchanged,
 direct and im2col) against the NumPy reference (a full correlation with the rotated
@@ -195,7 +195,7 @@ def test_output_size_turns_the_convolution_formula_round(n, k, s, p, r, op):
 
 
 def test_the_pages_powers_of_ten():
-    """docs/conv-transpose.md: the nine equations of a 2x2 input and a 2x2 filter."""
+    """docs/transposed-conv.md: the nine equations of a 2x2 input and a 2x2 filter."""
     (x11, x12), (x21, x22) = x = np.array([[1.0, 2.0], [3.0, 4.0]])
     (w11, w12), (w21, w22) = w = np.array([[1.0, 10.0], [100.0, 1000.0]])
     want = [[x11 * w11, x11 * w12 + x12 * w11, x12 * w12],
