@@ -50,72 +50,80 @@ from _bench import (  # noqa: E402
 import cycnn  # noqa: E402
 from cycnn import reference  # noqa: E402
 
-#: name -> (N, C, H, W, F, K, stride, pad)
+#: name -> (N, C, H, W, F, K, stride, pad, dilation, groups)
 SHAPES = {
-    "A": (64, 1, 28, 28, 6, 5, 1, 0),
-    "B": (64, 6, 12, 12, 16, 5, 1, 0),
-    "C": (32, 16, 32, 32, 32, 3, 1, 1),
-    "D": (16, 3, 64, 64, 16, 7, 2, 3),
+    "A": (64, 1, 28, 28, 6, 5, 1, 0, 1, 1),
+    "B": (64, 6, 12, 12, 16, 5, 1, 0, 1, 1),
+    "C": (32, 16, 32, 32, 32, 3, 1, 1, 1, 1),
+    "D": (16, 3, 64, 64, 16, 7, 2, 3, 1, 1),
+    "E": (32, 16, 32, 32, 32, 3, 1, 2, 2, 1),    # C, dilated: a 3x3 kernel spanning 5x5
+    "F": (32, 32, 32, 32, 32, 3, 1, 1, 1, 4),    # grouped: 4 groups of 8 channels
+    "G": (32, 32, 32, 32, 32, 3, 1, 1, 1, 32),   # depthwise: one filter per channel
 }
 DTYPES = {"float32": np.float32, "float64": np.float64, "f32": np.float32, "f64": np.float64}
 
 
 def describe(name):
-    N, C, H, W, F, K, s, p = SHAPES[name]
+    N, C, H, W, F, K, s, p, d, g = SHAPES[name]
     text = f"{name} N={N} C={C} {H}x{W} F={F} K={K}"
     if s != 1:
         text += f" stride={s}"
     if p:
         text += f" pad={p}"
+    if d != 1:
+        text += f" dilation={d}"
+    if g != 1:
+        text += f" groups={g}"
     return text
 
 
 def make_inputs(name, dtype, seed=0):
-    N, C, H, W, F, K, s, p = SHAPES[name]
+    N, C, H, W, F, K, s, p, d, g = SHAPES[name]
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = (rng.standard_normal((F, C, K, K)) / np.sqrt(C * K * K)).astype(dtype)
+    w = (rng.standard_normal((F, C // g, K, K)) / np.sqrt(C // g * K * K)).astype(dtype)
     b = rng.standard_normal(F).astype(dtype)
-    OH = cycnn.conv_output_size(H, K, s, p)
-    OW = cycnn.conv_output_size(W, K, s, p)
+    OH = cycnn.conv_output_size(H, K, s, p, d)
+    OW = cycnn.conv_output_size(W, K, s, p, d)
     dy = rng.standard_normal((N, F, OH, OW)).astype(dtype)
-    return x, w, b, dy, s, p
+    return x, w, b, dy, (s, p, d, g)
 
 
 def time_row(name, dtype, nthreads, repeat, ref_repeat, torch, min_time=0.0):
     """Median seconds of cycnn's and PyTorch's forward and backward passes (interleaved)
     and of the NumPy reference (``ref_repeat`` calls; 0 skips it)."""
-    x, w, b, dy, s, p = make_inputs(name, dtype)
+    x, w, b, dy, args = make_inputs(name, dtype)
+    s, p, d, g = args
     t = {"th_f": None, "th_b": None, "np_f": None, "np_b": None}
-    fns = {"cy_f": lambda: cycnn.conv2d_forward(x, w, b, s, p),
-           "cy_b": lambda: cycnn.conv2d_backward(dy, x, w, s, p)}
+    fns = {"cy_f": lambda: cycnn.conv2d_forward(x, w, b, *args),
+           "cy_b": lambda: cycnn.conv2d_backward(dy, x, w, *args)}
     with threads(nthreads):
         if torch is not None:
             F = torch.nn.functional
             xt, wt, bt, dyt = (torch.from_numpy(a) for a in (x, w, b, dy))
-            args = ([b.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], 1,
-                    [True, True, True])
+            bargs = ([b.shape[0]], [s, s], [p, p], [d, d], False, [0, 0], g,
+                     [True, True, True])
             bwd = torch.ops.aten.convolution_backward
             with torch.no_grad():
                 # the timed computation must be the one cycnn does
                 tol = 1e-3 if dtype == np.float32 else 1e-9
-                y_c = cycnn.conv2d_forward(x, w, b, s, p)
-                assert np.allclose(y_c, F.conv2d(xt, wt, bt, s, p).numpy(), rtol=tol,
+                y_c = cycnn.conv2d_forward(x, w, b, *args)
+                assert np.allclose(y_c, F.conv2d(xt, wt, bt, s, p, d, g).numpy(), rtol=tol,
                                    atol=tol), name
-                for got, want in zip(cycnn.conv2d_backward(dy, x, w, s, p),
-                                     bwd(dyt, xt, wt, *args)):
+                for got, want in zip(cycnn.conv2d_backward(dy, x, w, *args),
+                                     bwd(dyt, xt, wt, *bargs)):
                     scale = max(1.0, float(want.abs().max()))
                     assert np.allclose(got, want.numpy(), rtol=tol, atol=tol * scale), name
-            fns["th_f"] = lambda: F.conv2d(xt, wt, bt, s, p)
-            fns["th_b"] = lambda: bwd(dyt, xt, wt, *args)
+            fns["th_f"] = lambda: F.conv2d(xt, wt, bt, s, p, d, g)
+            fns["th_b"] = lambda: bwd(dyt, xt, wt, *bargs)
             with torch.no_grad():
                 t.update(interleaved(fns, repeat=repeat, min_time=min_time))
         else:
             t.update(interleaved(fns, repeat=repeat, min_time=min_time))
         if ref_repeat:
-            t["np_f"] = median_time(lambda: reference.conv2d_forward(x, w, b, s, p),
+            t["np_f"] = median_time(lambda: reference.conv2d_forward(x, w, b, *args),
                                     repeat=ref_repeat, warmup=1)
-            t["np_b"] = median_time(lambda: reference.conv2d_backward(dy, x, w, s, p),
+            t["np_b"] = median_time(lambda: reference.conv2d_backward(dy, x, w, *args),
                                     repeat=ref_repeat, warmup=1)
     return t
 
@@ -133,7 +141,9 @@ def _sum(*ts):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
-    ap.add_argument("--shapes", default="A,B,C,D", help="comma-separated, from A,B,C,D")
+    ap.add_argument("--shapes", default=",".join(SHAPES),
+                    help=f"comma-separated, from {','.join(SHAPES)} (E: dilated, F: grouped, "
+                    "G: depthwise)")
     ap.add_argument("--dtypes", default="float32,float64", help="float32,float64")
     ap.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
     ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy reference")

@@ -5,8 +5,8 @@
 
 One script after the other, each in its own process, in this order:
 
-1. ``bench_conv.py``: conv2d layers A-D (and the dilated and grouped rows), float32 and
-   float64, forward and forward + backward, 1 and 2 threads, against PyTorch;
+1. ``bench_conv.py``: conv2d layers A-D and the dilated, grouped and depthwise rows E-G,
+   float32 and float64, forward and forward + backward, 1 and 2 threads, against PyTorch;
 2. ``bench_pool.py``: max and average pooling against PyTorch;
 3. ``bench_train.py``: one LeNet-5 epoch on Fashion-MNIST, 1 and 2 threads, with peak
    memory, against PyTorch, and the per-phase profile of a step;
@@ -38,7 +38,8 @@ sys.path.insert(0, str(HERE))
 
 #: (title, script and arguments, arguments added by --quick)
 RUNS = [
-    ("Convolution layers A-D, forward and forward + backward", ["bench_conv.py"],
+    ("Convolution layers A-D, and E-G (dilated, grouped, depthwise), forward and "
+     "forward + backward", ["bench_conv.py"],
      ["--quick", "--no-numpy"]),
     ("Pooling", ["bench_pool.py"], ["--quick"]),
     ("A LeNet-5 training epoch, 1 and 2 threads, peak memory", ["bench_train.py"],

@@ -11,8 +11,8 @@ picked on, the same fraction should still land near the best.
 It also times every layout of the input copy the planner weighs (one copy per kernel
 column, or per multiple of the stride) and marks the planner's choice.
 
-    python benchmarks/sweep_tiles.py                  # LeNet's layers A-D and a wide layer E
-    python benchmarks/sweep_tiles.py --layers C,E --dtypes float32 --threads 2
+    python benchmarks/sweep_tiles.py                  # LeNet's layers A-D and a wide layer W
+    python benchmarks/sweep_tiles.py --layers C,W --dtypes float32 --threads 2
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ from bench_conv import SHAPES  # noqa: E402
 import cycnn  # noqa: E402
 from cycnn import conv  # noqa: E402
 
-#: LeNet's layers from bench_conv, and E: a wide early layer of a ResNet (its input copy is
-#: larger than any L2, so the chunk size decides how much of it stays in cache)
-LAYERS = dict(SHAPES, E=(8, 64, 56, 56, 64, 3, 1, 1))
+#: the layers of bench_conv that the fast route takes (no dilation, one group), and W: a
+#: wide early layer of a ResNet (its input copy is larger than any L2, so the chunk size
+#: decides how much of it stays in cache); (N, C, H, W, F, K, stride, padding)
+LAYERS = {name: shape[:8] for name, shape in SHAPES.items() if shape[8:] == (1, 1)}
+LAYERS["W"] = (8, 64, 56, 56, 64, 3, 1, 1)
 FACTORS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8)
 
 
@@ -125,7 +127,7 @@ def sweep_layout(name, dtype, nt, rounds, min_time):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--layers", default="A,B,C,D,E")
+    ap.add_argument("--layers", default=",".join(LAYERS))
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=9)

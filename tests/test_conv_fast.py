@@ -17,7 +17,7 @@ import pytest
 
 import cycnn
 import cycnn.conv as conv
-from conftest import DTYPES, needs_openmp
+from conftest import DTYPES, needs_openmp, torch_or_skip
 from cycnn import _caches
 
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-11, atol=1e-11)}
@@ -205,9 +205,15 @@ def test_need_dx_false_skips_only_dx():
 
 
 def test_auto_takes_the_fast_route_for_three_filters_or_more():
-    assert conv._choose("f", "auto", (3, 1, 3, 3), (1, 3, 4, 4)) == "fast"
-    assert conv._choose("f", "auto", (2, 1, 3, 3), (1, 2, 4, 4)) == "direct"
-    assert conv._choose("f", "fast", (1, 1, 3, 3), (1, 1, 4, 4)) == "fast"
+    """... of a plain convolution (zeros padding, no dilation, one group, some images);
+    any other goes to im2col, even when the fast route is asked for."""
+    assert conv._choose("f", "auto", (3, 1, 3, 3), (1, 3, 4, 4), plain=True) == "fast"
+    assert conv._choose("f", "auto", (2, 1, 3, 3), (1, 2, 4, 4), plain=True) == "direct"
+    assert conv._choose("f", "fast", (1, 1, 3, 3), (1, 1, 4, 4), plain=True) == "fast"
+    assert conv._choose("f", "auto", (3, 1, 3, 3), (1, 3, 4, 4), plain=False) == "im2col"
+    assert conv._choose("f", "fast", (6, 1, 3, 3), (1, 6, 4, 4), 2, plain=True) == "im2col"
+    assert conv._choose("f", "fast", (3, 1, 3, 3), (0, 3, 4, 4), plain=True) == "im2col"
+    assert conv._choose("f", "auto", (6, 1, 3, 3), (1, 6, 4, 4), 3, plain=True) == "direct"
 
 
 def test_clear_workspace_frees_the_fast_buffers():
@@ -378,3 +384,92 @@ def test_chunks_follow_the_l2_budget():
     lenet2 = conv._FastPlan((64, 6, 12, 12), (16, 6, 5, 5), (1, 1), ((0, 0), (0, 0)),
                             np.float32, True, True, 1, 1 << 18)
     assert lenet2.rows == 8 and lenet2.gi >= 1
+
+
+# --------------------------------------------------------------------------- routing
+# The fast route takes plain convolutions (zeros padding, no dilation, one group), batched
+# or not; every other argument goes to the im2col or direct loops, explicitly, even when
+# algorithm="fast" is asked for. Each case is checked against the direct loops.
+
+ROUTING_CASES = {
+    "plain": dict(),
+    "unbatched": dict(unbatched=True),
+    "dilation": dict(dilation=2),
+    "dilation-rows": dict(dilation=(2, 1)),
+    "groups": dict(groups=2),
+    "depthwise": dict(groups=4),
+    "reflect": dict(padding_mode="reflect"),
+    "replicate": dict(padding_mode="replicate"),
+    "circular": dict(padding_mode="circular"),
+    "empty-batch": dict(N=0),
+}
+
+
+def _routing_arrays(case, dtype):
+    kw = dict(ROUTING_CASES[case])
+    N = kw.pop("N", 3)
+    unbatched = kw.pop("unbatched", False)
+    G = kw.get("groups", 1)
+    rng = np.random.default_rng(zlib.crc32(case.encode()))
+    x = rng.standard_normal((N, 4, 9, 8)).astype(dtype)
+    w = rng.standard_normal((8, 4 // G, 3, 3)).astype(dtype)
+    b = rng.standard_normal(8).astype(dtype)
+    if unbatched:
+        x = x[0]
+    return x, w, b, kw, rng
+
+
+def _spy_fast(monkeypatch):
+    calls = []
+    real = conv._fastconv
+
+    class Spy:
+        TILE = real.TILE
+
+        def __getattr__(self, name):
+            fn = getattr(real, name)
+            if name in ("forward", "backward"):
+                def spied(*args):
+                    calls.append(name)
+                    return fn(*args)
+                return spied
+            return fn
+
+    monkeypatch.setattr(conv, "_fastconv", Spy())
+    return calls
+
+
+@DTYPES
+@pytest.mark.parametrize("algorithm", ["auto", "fast"])
+@pytest.mark.parametrize("case", list(ROUTING_CASES))
+def test_every_argument_is_routed_to_a_route_that_takes_it(case, algorithm, dtype,
+                                                           monkeypatch):
+    x, w, b, kw, rng = _routing_arrays(case, dtype)
+    calls = _spy_fast(monkeypatch)
+    want = cycnn.conv2d_forward(x, w, b, 1, 1, algorithm="direct", **kw)
+    got = cycnn.conv2d_forward(x, w, b, 1, 1, algorithm=algorithm, **kw)
+    assert got.shape == want.shape and got.dtype == dtype
+    np.testing.assert_allclose(got, want, **TOL[dtype])
+    dy = rng.standard_normal(want.shape).astype(dtype)
+    wants = cycnn.conv2d_backward(dy, x, w, 1, 1, algorithm="direct", **kw)
+    gots = cycnn.conv2d_backward(dy, x, w, 1, 1, algorithm=algorithm, **kw)
+    for g, e in zip(gots, wants):
+        assert g.shape == e.shape and g.dtype == dtype
+        np.testing.assert_allclose(g, e, **TOL[dtype])
+    fast = case in ("plain", "unbatched")
+    assert calls == (["forward", "backward"] if fast else []), calls
+
+
+def test_the_routing_agrees_with_pytorch_on_every_argument():
+    torch = torch_or_skip()
+    F = torch.nn.functional
+    for case in ROUTING_CASES:
+        x, w, b, kw, rng = _routing_arrays(case, np.float64)
+        mode = kw.pop("padding_mode", "zeros")
+        xt = torch.from_numpy(x)
+        if mode != "zeros":
+            xt = F.pad(xt, (1, 1, 1, 1), mode=mode)
+        want = F.conv2d(xt, torch.from_numpy(w), torch.from_numpy(b), 1,
+                        1 if mode == "zeros" else 0, **kw).numpy()
+        got = cycnn.conv2d_forward(x, w, b, 1, 1, padding_mode=mode, **kw)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, err_msg=case)

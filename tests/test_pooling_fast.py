@@ -115,3 +115,46 @@ def test_odd_rows_and_columns_get_zero_gradient():
     dx = cycnn.max_pool2d_backward(np.ones(y.shape), cache)
     assert (dx[0, 0, 4] == 0).all() and (dx[0, 0, :, 6] == 0).all()
     assert dx.sum() == y.size
+
+
+# --------------------------------------------------------------------------- routing
+# The fast loop takes 2x2 windows with stride 2 whose windows all lie inside x (no
+# padding, no dilation, and ceil_mode only where it adds no partial window); every other
+# case goes to the general loops. Each case is checked against them.
+
+ROUTED = {  # name: (input shape, keyword arguments, whether the fast loop takes it)
+    "plain": ((2, 3, 8, 8), {}, True),
+    "unbatched": ((3, 8, 8), {}, True),
+    "ceil-even": ((2, 3, 8, 8), dict(ceil_mode=True), True),
+    "ceil-odd": ((2, 3, 9, 7), dict(ceil_mode=True), False),
+    "padding": ((2, 3, 8, 8), dict(padding=1), False),
+    "padding-rows": ((2, 3, 8, 8), dict(padding=(1, 0)), False),
+    "dilation": ((2, 3, 9, 9), dict(dilation=2), False),
+    "stride-1": ((2, 3, 8, 8), dict(stride=1), False),
+    "empty-batch": ((0, 3, 8, 8), {}, True),
+}
+
+
+@DTYPES
+@pytest.mark.parametrize("name", list(ROUTED))
+def test_every_pooling_argument_is_routed_to_loops_that_take_it(name, dtype, monkeypatch):
+    shape, kwargs, fast = ROUTED[name]
+    calls = []
+    real = pool._fastpool
+
+    class Spy:
+        def max_pool2x2_forward(self, *args):
+            calls.append(args[0].shape)
+            return real.max_pool2x2_forward(*args)
+
+    monkeypatch.setattr(pool, "_fastpool", Spy())
+    x = _values(shape, "ties", dtype, 4)
+    y1, c1 = cycnn.max_pool2d_forward(x, 2, **kwargs)
+    assert bool(calls) == fast
+    monkeypatch.setattr(pool, "FAST_2X2", False)
+    y2, c2 = cycnn.max_pool2d_forward(x, 2, **kwargs)
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(c1.argmax, c2.argmax)
+    dy = np.random.default_rng(1).standard_normal(y1.shape).astype(dtype)
+    np.testing.assert_array_equal(cycnn.max_pool2d_backward(dy, c1),
+                                  cycnn.max_pool2d_backward(dy, c2))

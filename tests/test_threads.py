@@ -95,11 +95,23 @@ def _net(seed=0, dtype=np.float64):
         cycnn.AvgPool2D(2), cycnn.Flatten(), cycnn.Dense(5 * 2 * 2, 3, rng=seed + 2, dtype=dtype))
 
 
-def _step(threads, sharded, batch, dtype, monkeypatch, seed=0):
+def _net_of_every_kind(seed=0, dtype=np.float64):
+    """Dilation, groups, a padding mode, a transposed convolution, pooling with padding."""
+    return cycnn.Sequential(
+        cycnn.Conv2D(1, 4, 3, padding=2, dilation=2, padding_mode="reflect", rng=seed,
+                     dtype=dtype), cycnn.ReLU(),
+        cycnn.Conv2D(4, 4, 3, padding=1, groups=2, rng=seed + 1, dtype=dtype),
+        cycnn.MaxPool2D(2, padding=1), cycnn.ConvTranspose2D(4, 2, 2, stride=2, rng=seed + 2,
+                                                             dtype=dtype),
+        cycnn.AvgPool2D(3, 3), cycnn.Flatten(), cycnn.Dense(2 * 4 * 4, 3, rng=seed + 3,
+                                                            dtype=dtype))
+
+
+def _step(threads, sharded, batch, dtype, monkeypatch, seed=0, net=_net):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, 1, 10, 10)).astype(dtype)
     y = rng.integers(0, 3, batch)
-    model = _net(dtype=dtype)
+    model = net(dtype=dtype)
     monkeypatch.setattr(_sharding, "ENABLED", sharded)
     old = cycnn.get_num_threads()
     cycnn.set_num_threads(threads)
@@ -126,6 +138,17 @@ def test_sharded_step_equals_the_whole_step(threads, batch, dtype, tol, monkeypa
     p1, p2 = whole.parameters(), shard.parameters()
     for k in p1:
         np.testing.assert_allclose(p2[k], p1[k], rtol=tol, atol=tol)
+
+
+def test_sharded_step_with_every_kind_of_layer(monkeypatch):
+    loss1, correct1, whole = _step(1, False, 24, np.float64, monkeypatch, net=_net_of_every_kind)
+    loss2, correct2, shard = _step(2, True, 24, np.float64, monkeypatch, net=_net_of_every_kind)
+    assert _sharding.shards(shard, 24, 2) is not None and correct1 == correct2
+    np.testing.assert_allclose(loss2, loss1, rtol=1e-12)
+    g1, g2 = whole.gradients(), shard.gradients()
+    assert list(g1) == list(g2) and len(g1) == 8
+    for k in g1:
+        np.testing.assert_allclose(g2[k], g1[k], rtol=1e-12, atol=1e-12)
 
 
 def test_a_sharded_step_is_the_same_bits_every_run(monkeypatch):
