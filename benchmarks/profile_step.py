@@ -53,10 +53,10 @@ def _use_routes_before_issue_15():
 
     choose = conv._choose
 
-    def im2col_for_auto(func, algorithm, wshape, yshape):
+    def im2col_for_auto(func, algorithm, wshape, yshape, groups=1, plain=False):
         if algorithm == "auto":
-            return "im2col" if wshape[0] >= 3 else "direct"
-        return choose(func, algorithm, wshape, yshape)
+            return "im2col" if yshape[1] // groups >= 3 else "direct"
+        return choose(func, algorithm, wshape, yshape, groups, plain)
 
     conv._choose = im2col_for_auto
     pool.FAST_2X2 = False
