@@ -10,10 +10,10 @@ dense 256->120->84->10), same initial weights (cycnn's, copied into PyTorch thro
 momentum 0.9), batch 64, on the full Fashion-MNIST training set (60,000 images) when
 ``/usr/share/datasets/fashion-mnist`` exists, else on the 4,000 bundled digits.
 
-On several threads cycnn cuts each training step into one shard of the batch per thread
-(cycnn/_sharding.py); the ``cycnn-loops`` rows run the same epoch with whole steps, each
-compiled loop split across the threads instead, so the table shows what the sharding buys
-on this machine.
+On several threads cycnn splits each compiled loop across the threads; the
+``cycnn-shards`` rows run the same epoch with each training step cut into one shard of the
+batch per thread instead (cycnn/_sharding.py, ``CYCNN_SHARD_STEPS=1``), so the table shows
+which of the two pays on this machine.
 
 Every (library, threads) pair runs in its own child process, so the peak resident
 memory (``resource.getrusage(...).ru_maxrss``) is that run's alone; each child first
@@ -91,10 +91,10 @@ def child(lib, threads, epochs, dataset):
     warm = slice(0, 10 * BATCH)
     times, losses = [], []
     if lib.startswith("cycnn"):
-        if lib == "cycnn-loops":  # steps kept whole, each loop split across the threads
+        if lib == "cycnn-shards":  # one shard of each batch per thread
             from cycnn import _sharding
 
-            _sharding.ENABLED = False
+            _sharding.ENABLED = True
         lenet5(SEED + 1).fit(x[warm], y[warm], epochs=1, batch_size=BATCH,
                              optimizer=cycnn.SGD(LR, momentum=MOMENTUM))
         opt = cycnn.SGD(LR, momentum=MOMENTUM)
@@ -148,8 +148,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--epochs", type=int, default=1, help="timed epochs per run")
     ap.add_argument("--dataset", choices=("auto", "digits", "fashion-mnist"), default="auto")
-    ap.add_argument("--libs", nargs="+", default=["cycnn", "cycnn-loops", "torch"],
-                    help="cycnn-loops: cycnn with whole (unsharded) steps")
+    ap.add_argument("--libs", nargs="+", default=["cycnn", "cycnn-shards", "torch"],
+                    help="cycnn-shards: cycnn with one shard of each batch per thread")
     ap.add_argument("--phase-batches", type=int, default=300,
                     help="batches of the per-phase profile (0 skips it)")
     ap.add_argument("--busy", type=int, default=0, metavar="N",
@@ -167,7 +167,7 @@ def main(argv=None):
     with busy_cores(args.busy):
         for nt in args.threads:
             for lib in args.libs:
-                if lib == "cycnn-loops" and nt == 1:  # one thread: no shards either way
+                if lib == "cycnn-shards" and nt == 1:  # one thread: no shards either way
                     continue
                 r = subprocess.run([sys.executable, __file__, "--child", lib, str(nt),
                                     "--epochs", str(args.epochs), "--dataset", args.dataset],

@@ -10,10 +10,9 @@ Two sets of routes are profiled, each in its own child process:
   whole steps (every loop split across the threads), and BLAS free to use every thread
   during ``fit``;
 * ``after``: what cycnn does now (the fast convolution route, the 2x2 max-pool loop,
-  BLAS held to the calling thread during ``fit``, and on several threads one shard of
-  the batch per thread);
-* ``after-loops``: the same routes with whole steps, every compiled loop split across
-  the threads instead of the batch (only on more than one thread).
+  BLAS held to the calling thread during ``fit``);
+* ``after-shards``: the same routes with each step cut into one shard of the batch per
+  thread (``CYCNN_SHARD_STEPS=1``; only on more than one thread).
 
 With shards, the times of a phase add up over the shards' threads, so they are CPU
 milliseconds per step rather than wall time; the ``total`` row is wall time.
@@ -44,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 BATCH, LR, MOMENTUM, SEED = 64, 0.01, 0.9, 0
-ROUTES = ("before", "after", "after-loops")
+ROUTES = ("before", "after", "after-shards")
 
 
 def _use_routes_before_issue_15():
@@ -79,8 +78,7 @@ def phases(threads, batches, dataset, routes="after"):
 
     if routes == "before":
         _use_routes_before_issue_15()
-    if routes == "after-loops":
-        _sharding.ENABLED = False
+    _sharding.ENABLED = routes == "after-shards"
     name, ((x, y), _) = _data(dataset)
     cycnn.set_num_threads(threads)
     model = cycnn.lenet5(SEED)
@@ -188,7 +186,7 @@ def main(argv=None):
     profiles = {}
     for nt in args.threads:
         for routes in args.routes:
-            if routes == "after-loops" and nt == 1:  # one thread: the same as "after"
+            if routes == "after-shards" and nt == 1:  # one thread: the same as "after"
                 continue
             p = run_child(nt, args.batches, args.dataset, routes)
             if p is not None:

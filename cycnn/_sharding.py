@@ -33,8 +33,12 @@ from . import _threads
 #: fewest samples per shard: below this a shard's loops are too short to pay for a thread
 MIN_SHARD = 8
 
-#: False keeps every training step whole (its loops then use the threads themselves)
-ENABLED = True
+#: whether training steps on several threads are cut into shards (``CYCNN_SHARD_STEPS=1``
+#: in the environment); off by default, because on the 2-core machine it was measured on
+#: (an Intel Xeon shared with other jobs) whole steps, their loops split across the
+#: threads, were faster: an epoch of 3,200 images took 0.35 s against 0.46 s with shards,
+#: which also spent 30 % more CPU time. benchmarks/bench_train.py times both.
+ENABLED = os.environ.get("CYCNN_SHARD_STEPS", "0") not in ("", "0")
 
 _pool = None
 _pool_size = 0

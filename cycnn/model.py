@@ -253,11 +253,13 @@ class Sequential:
 
         Notes
         -----
-        On several threads (:func:`cycnn.set_num_threads`) a model made of per-sample
-        layers (convolution, pooling, ReLU, flatten, dense) cuts the batch into one shard
-        per thread, each taken through the whole step on its own thread, and adds the
-        shards' gradients in order: the same sums as on one thread, to rounding, and the
-        same bits from run to run at one thread count.
+        With ``CYCNN_SHARD_STEPS=1`` in the environment, a step on several threads
+        (:func:`cycnn.set_num_threads`) of a model made of per-sample layers (convolution,
+        pooling, ReLU, flatten, dense) cuts the batch into one shard per thread, each
+        taken through the whole step on its own thread, and adds the shards' gradients in
+        order: the same sums as on one thread, to rounding, and the same bits from run to
+        run at one thread count. By default each compiled loop is split across the
+        threads instead.
         """
         func = "train_step"
         x, out_shape = self.prepare(func, x)

@@ -7,6 +7,8 @@ sets only cycnn's own loops), so equal inputs give equal bits."""
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -84,9 +86,16 @@ def test_fit_runs_blas_on_one_thread_and_restores_it():
 
 
 # --------------------------------------------------------------------------- sharded steps
-# cycnn/_sharding.py: on several threads a training step cuts the batch into one shard
-# per thread. The shards' gradients are the same sums as the whole batch's, added in
-# another order, so they agree with the whole step to rounding (float64: 1e-12).
+# cycnn/_sharding.py: with CYCNN_SHARD_STEPS=1, a training step on several threads cuts
+# the batch into one shard per thread. The shards' gradients are the same sums as the
+# whole batch's, added in another order, so they agree with the whole step to rounding
+# (float64: 1e-12).
+
+@pytest.fixture
+def shards_on(monkeypatch):
+    """Sharded steps, as CYCNN_SHARD_STEPS=1 asks (they are off by default)."""
+    monkeypatch.setattr(_sharding, "ENABLED", True)
+
 
 def _net(seed=0, dtype=np.float64):
     return cycnn.Sequential(
@@ -159,6 +168,7 @@ def test_a_sharded_step_is_the_same_bits_every_run(monkeypatch):
         np.testing.assert_array_equal(p1[k], p2[k])
 
 
+@pytest.mark.usefixtures("shards_on")
 def test_shards_cover_the_batch_in_order():
     model = _net()
     for n, threads in [(16, 2), (17, 2), (100, 3), (33, 4), (64, 2)]:
@@ -179,6 +189,7 @@ class _BatchMean(cycnn.Layer):
         return dy - dy.mean(axis=0)
 
 
+@pytest.mark.usefixtures("shards_on")
 def test_whole_steps_where_sharding_cannot_or_does_not_pay():
     model = _net()
     assert _sharding.shards(model, 64, 1) is None  # one thread
@@ -188,6 +199,18 @@ def test_whole_steps_where_sharding_cannot_or_does_not_pay():
     assert _sharding.shards(mixed, 64, 2) is None  # a layer that reads other samples
 
 
+def test_shards_are_off_unless_asked_for(monkeypatch):
+    monkeypatch.setattr(_sharding, "ENABLED", False)
+    assert _sharding.shards(_net(), 64, 2) is None
+    code = "from cycnn import _sharding; print(_sharding.ENABLED)"
+    for value, want in (("1", "True"), ("0", "False"), ("", "False")):
+        env = dict(os.environ, CYCNN_SHARD_STEPS=value)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.stdout.strip() == want, out.stderr
+
+
+@pytest.mark.usefixtures("shards_on")
 def test_each_shard_runs_its_loops_on_its_own_thread(monkeypatch):
     """Inside a shard the kernels default to one thread (the shards are the parallel
     work); the caller's default comes back after the step."""
@@ -211,6 +234,7 @@ def test_each_shard_runs_its_loops_on_its_own_thread(monkeypatch):
     assert len({name for name, _ in seen}) == 2  # two threads took a shard each
 
 
+@pytest.mark.usefixtures("shards_on")
 def test_an_error_in_a_shard_reaches_the_caller(monkeypatch):
     class Fails(cycnn.ReLU):
         def forward(self, x):
@@ -230,6 +254,7 @@ def test_an_error_in_a_shard_reaches_the_caller(monkeypatch):
         cycnn.set_num_threads(old)
 
 
+@pytest.mark.usefixtures("shards_on")
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this OS")
 def test_a_forked_child_makes_its_own_shard_workers(monkeypatch):
     """A child process forked after a sharded step inherits the worker pool but not its
