@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import re
 import subprocess
@@ -299,6 +300,58 @@ def test_api_page_lists_every_public_name():
     assert not missing, f"docs/api.md has no '::: cycnn.NAME' entry for: {missing}"
     unknown = sorted(documented - set(cycnn.__all__))
     assert not unknown, f"docs/api.md documents names that are not in cycnn.__all__: {unknown}"
+
+
+
+def _pytorch_table(text):
+    """The rows of the API page's table of PyTorch's arguments, grouped by operator:
+    {first cell of a group: every name in backticks in the argument cells of its rows}."""
+    section = text.split("## PyTorch's arguments", 1)[1].split("\n## ", 1)[0]
+    groups, current = {}, None
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or cells[0] == "PyTorch" or set("".join(cells)) <= set("- "):
+            continue  # not a row, the header or the line under it
+        if cells[0]:
+            current = groups.setdefault(cells[0], set())
+        current.update(re.findall(r"`(\w+)", cells[1]))
+    return groups
+
+
+def _pytorch_arguments(torch, name):
+    """The parameter names of torch.nn.functional.NAME or torch.nn.NAME (a module: its
+    constructor's and its forward's), from the signature or, for the builtins that have
+    none, the first line of the docstring."""
+    if name[0].isupper():
+        module = getattr(torch.nn, name)
+        sigs = [inspect.signature(module.__init__), inspect.signature(module.forward)]
+        return {p for sig in sigs for p in sig.parameters if p != "self"}
+    fn = getattr(torch.nn.functional, name, None) or getattr(torch, name)
+    try:
+        found = set(inspect.signature(fn).parameters) - {"args", "kwargs"}
+    except ValueError:
+        found = set()
+    if not found:
+        head = re.match(rf"\s*{name}\(([^)]*)\)", fn.__doc__)
+        found = {a.split("=")[0].strip(" *") for a in head[1].split(",")}
+    return found - {"_stacklevel"}  # private: PyTorch's own warning machinery
+
+
+def test_api_table_names_every_pytorch_argument():
+    """The table of PyTorch's arguments lists every argument of every operator and module
+    it names, as PyTorch (the installed version) defines them."""
+    from conftest import torch_or_skip
+
+    torch = torch_or_skip()
+    groups = _pytorch_table((DOCS / "api.md").read_text())
+    assert len(groups) == 9, groups  # conv2d, conv_transpose2d, ..., softmax
+    missing = {}
+    for first, listed in groups.items():
+        for name in re.findall(r"`(\w+)`", first):
+            lost = sorted(_pytorch_arguments(torch, name) - listed)
+            if lost:
+                missing[name] = lost
+    assert not missing, f"docs/api.md's table of PyTorch's arguments misses: {missing}"
 
 
 # --------------------------------------------------------------------------- included code

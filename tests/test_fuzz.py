@@ -2,7 +2,8 @@
 
 Property-based (hypothesis): every example draws shapes, strides, padding, dtype, route,
 thread count, the convolution's dilation, groups and padding mode, the pooling options
-(padding, dilation, ceil_mode, count_include_pad, divisor_override) and data (small,
+(padding, dilation, ceil_mode, count_include_pad, divisor_override), the cross-entropy
+options (weight, ignore_index, label_smoothing, reduction, spatial logits) and data (small,
 large and tiny magnitudes; integer-valued data, which makes ties in max pooling), runs
 cycnn's forward and backward passes, and compares them with PyTorch computing in float64
 on the same values.
@@ -299,3 +300,74 @@ def test_softmax_cross_entropy_matches_torch(case):
     assert_fair(loss, lt.item(), (np.abs(t) * size).sum() / N, dtype, "loss")
     terms = (p * size * np.abs(t).sum(1, keepdims=True) + np.abs(t)) / N
     assert_fair(dlogits, zt.grad, terms, dtype, "dlogits")
+
+
+@st.composite
+def ce_options_case(draw):
+    dtype = draw(DTYPE)
+    N, K = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    spatial = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))  # (N, K, d1, ...)
+    logits = draw(arrays((N, K, *spatial), dtype)) * dtype(draw(st.sampled_from([1.0, 30.0])))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    weight = None if draw(st.booleans()) else rng.uniform(0.1, 2.0, K).astype(dtype)
+    options = dict(weight=weight, label_smoothing=draw(st.sampled_from([0.0, 0.1, 0.5, 1.0])),
+                   reduction=draw(st.sampled_from(["mean", "sum", "none"])))
+    if draw(st.booleans()):  # class indices, some of them ignored
+        labels = rng.integers(0, K, (N, *spatial))
+        ignore = draw(st.sampled_from([-100, 0, K - 1]))
+        options["ignore_index"] = ignore
+        if options["reduction"] == "mean":  # at least one position counts (else 0/0)
+            hypothesis.assume((labels != ignore).any())
+    else:
+        labels = np.moveaxis(rng.dirichlet(np.ones(K), (N, *spatial)), -1, 1).astype(dtype)
+    return logits, labels, options
+
+
+@FUZZ
+@given(ce_options_case())
+def test_cross_entropy_options_match_torch(case):
+    logits, labels, options = case
+    dtype = logits.dtype.type
+    loss, dlogits = cycnn.softmax_cross_entropy(logits, labels, **options)
+    zt = t64(logits).requires_grad_()
+    target = torch.from_numpy(labels) if labels.dtype.kind == "i" else t64(labels)
+    weight = None if options["weight"] is None else t64(options["weight"])
+    lt = F.cross_entropy(zt, target, **{**options, "weight": weight})
+    # for 'none' the upstream gradient of each position multiplies cycnn's per-position
+    # gradient (of that position's loss with respect to its own logits)
+    dy = np.random.default_rng(0).standard_normal(lt.shape) if lt.ndim else np.ones(())
+    lt.backward(t64(dy))
+    K = logits.shape[1]
+    # the loss is sum_{m,k} c[m,k] * (-log p[m,k]) / denominator, with c the weighted,
+    # smoothed targets; log p[m,k] carries rounding of the size of |z[m,k]| + |max| + 1
+    z = np.moveaxis(logits.astype(np.float64), 1, -1).reshape(-1, K)
+    w = np.ones(K) if options["weight"] is None else options["weight"].astype(np.float64)
+    eps = options["label_smoothing"]
+    if labels.dtype.kind == "i":
+        t = labels.reshape(-1)
+        keep = t != options["ignore_index"]
+        target_rows = np.eye(K)[np.where(keep, t, 0)] * keep[:, None]
+        denominator = (w[np.where(keep, t, 0)] * keep).sum()
+        smooth = (1 - eps) * target_rows + eps / K * keep[:, None]
+    else:
+        target_rows = np.moveaxis(labels.astype(np.float64), 1, -1).reshape(-1, K)
+        denominator = len(target_rows)
+        smooth = (1 - eps) * target_rows + eps / K
+    c = np.abs(w * smooth)
+    size = np.abs(z) + np.abs(z).max(axis=1, keepdims=True) + 1
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    per_loss = (c * size).sum(axis=1)
+    per_grad = p * size * c.sum(axis=1, keepdims=True) + c
+    upstream = np.abs(np.broadcast_to(dy, lt.shape)).reshape(-1)[:, None] \
+        if options["reduction"] == "none" else 1.0
+    scale = denominator if options["reduction"] == "mean" else 1.0
+    shape = np.moveaxis(logits, 1, -1).shape
+    if options["reduction"] == "none":
+        loss_terms = per_loss.reshape(lt.shape)
+        dlogits = dlogits * np.expand_dims(dy, 1)  # cycnn's per-position gradient
+    else:
+        loss_terms = per_loss.sum() / scale
+    grad_terms = np.moveaxis((per_grad * upstream / scale).reshape(shape), -1, 1)
+    assert_fair(loss, lt.detach(), loss_terms, dtype, "loss")
+    assert_fair(dlogits, zt.grad, grad_terms, dtype, "dlogits")
