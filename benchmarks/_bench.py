@@ -1,9 +1,10 @@
 """Timing and table helpers shared by the benchmark scripts.
 
 Every benchmark runs in one process: cycnn, PyTorch and NumPy are timed side by side on
-the same inputs, each warmed up first (fresh arrays page-fault on first touch), and the
-table reports medians over repeats plus ratios, because single times on a shared
-machine are noise.
+the same inputs, each warmed up first (fresh arrays page-fault on first touch). The
+implementations being compared are called in turn, round after round (``interleaved``),
+so that a change in the machine's load hits all of them alike, and the tables report
+medians over the rounds plus ratios, because single times on a shared machine are noise.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
@@ -30,6 +33,25 @@ def median_time(fn, repeat=15, warmup=3, min_time=0.0):
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def interleaved(fns, repeat=15, warmup=3, min_time=0.0):
+    """Median wall time of each of ``fns`` (a dict name -> callable), called in turn.
+
+    One round calls every function once; rounds repeat until each has ``repeat`` calls
+    and the rounds took ``min_time`` seconds. Returns ``{name: seconds}``.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
+    t_end = time.perf_counter() + min_time
+    while len(times[next(iter(fns))]) < repeat or time.perf_counter() < t_end:
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 @contextmanager
@@ -63,6 +85,23 @@ def threads(n):
             torch.set_num_threads(torch_old)
 
 
+_BUSY = "import itertools\nfor _ in itertools.count():\n    pass\n"
+
+
+@contextmanager
+def busy_cores(n):
+    """Keep ``n`` extra processes spinning inside the block (a loaded machine): each is
+    a Python busy loop, as another user's job would be."""
+    procs = [subprocess.Popen([sys.executable, "-c", _BUSY]) for _ in range(n)]
+    try:
+        time.sleep(0.2 if n else 0)
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def fmt_ms(t):
     return "-" if t is None else f"{t * 1e3:.3f}"
 
@@ -74,6 +113,7 @@ def fmt_ratio(a, b):
 def print_table(headers, rows):
     """Print a Markdown table (so it pastes into the docs unchanged)."""
     widths = [max(len(str(h)), *(len(str(r[k])) for r in rows)) for k, h in enumerate(headers)]
+
     def line(cells):
         return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
     print(line(headers))
@@ -82,23 +122,36 @@ def print_table(headers, rows):
         print(line(r))
 
 
-def header():
-    """One line naming the machine, the libraries and the kernel builds chosen."""
-    import platform
+def load_average():
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
+
+def header():
+    """Lines naming the machine (CPU model, features, caches), the libraries, the kernel
+    builds chosen and the load average: a figure means nothing without them."""
     import numpy as np
 
     import cycnn
 
-    parts = [f"cycnn {cycnn.__version__}", f"numpy {np.__version__}"]
+    info = cycnn.build_info()
+    libs = [f"cycnn {cycnn.__version__}", f"numpy {np.__version__}"]
     try:
         import torch
 
-        parts.append(f"torch {torch.__version__}")
+        libs.append(f"torch {torch.__version__}")
     except ImportError:
-        parts.append("torch absent")
-    info = cycnn.build_info()
-    parts.append(f"kernels {info['kernels']}")
-    parts.append(f"openmp {info['openmp']}")
-    parts.append(f"cpu {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    return "; ".join(parts)
+        libs.append("torch absent")
+    caches = info["caches"]
+    cache_text = ", ".join(
+        f"{k} {caches[k] // 1024} KiB" + (f" shared by {caches['shared_by'][k]} CPUs"
+                                          if caches["shared_by"][k] > 1 else "")
+        + (f" ({caches['source'][k]})" if caches["source"][k] != "sysfs" else "")
+        for k in ("L1d", "L2", "L3"))
+    lines = [
+        f"cpu: {info['cpu']}, {os.cpu_count()} CPUs; features {' '.join(info['cpu_features'])}",
+        f"kernels: {info['kernels']}; openmp {info['openmp']}; {'; '.join(libs)}",
+        f"caches: {cache_text}; fast-route buffer per thread "
+        f"{info['fast_chunk_bytes'] // 1024} KiB",
+        f"load average at start: {load_average()} (1, 5, 15 min; other work skews times)",
+    ]
+    return "\n".join(lines)

@@ -9,13 +9,21 @@ run on the same arrays; each is warmed up, then timed as the median of several c
   with all three gradients asked for (only the backward is timed) /
   ``cycnn.reference.conv2d_backward`` (dilation, padding, rotation).
 
-Ratios above 1 mean cycnn is slower. The reference route is slow on purpose (it teaches);
-its repeats are capped.
+cycnn and PyTorch are called in turn, round after round, and each time is the median
+over the rounds, so that a change in the machine's load hits both alike. Ratios above 1
+mean cycnn is slower. The reference route is slow on purpose (it teaches); its repeats
+are capped.
+
+Three tables: every time and ratio; the speed-up of two threads over one; and the
+goals of issue 15 (forward + backward at most 1.0 x PyTorch on layers A and B and 1.3 on C
+and D, the forward pass alone at most 1.3, two threads at least 1.7 x faster than one on
+C and D), each marked met or not.
 
 Usage::
 
     python benchmarks/bench_conv.py                       # everything (a few minutes)
     python benchmarks/bench_conv.py --quick --shapes A,B --dtypes float32 --threads 1
+    python benchmarks/bench_conv.py --busy 1              # with one busy-looping process
 """
 
 from __future__ import annotations
@@ -27,7 +35,17 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from _bench import fmt_ms, fmt_ratio, header, median_time, print_table, threads  # noqa: E402
+from _bench import (  # noqa: E402
+    busy_cores,
+    fmt_ms,
+    fmt_ratio,
+    header,
+    interleaved,
+    load_average,
+    median_time,
+    print_table,
+    threads,
+)
 
 import cycnn  # noqa: E402
 from cycnn import reference  # noqa: E402
@@ -72,38 +90,52 @@ def make_inputs(name, dtype, seed=0):
 
 
 def time_row(name, dtype, nthreads, repeat, ref_repeat, torch, min_time=0.0):
+    """Median seconds of cycnn's and PyTorch's forward and backward passes (interleaved)
+    and of the NumPy reference (``ref_repeat`` calls; 0 skips it)."""
     x, w, b, dy, args = make_inputs(name, dtype)
     s, p, d, g = args
-    t = {}
-    timed = dict(repeat=repeat, min_time=min_time)
+    t = {"th_f": None, "th_b": None, "np_f": None, "np_b": None}
+    fns = {"cy_f": lambda: cycnn.conv2d_forward(x, w, b, *args),
+           "cy_b": lambda: cycnn.conv2d_backward(dy, x, w, *args)}
     with threads(nthreads):
-        t["cy_f"] = median_time(lambda: cycnn.conv2d_forward(x, w, b, *args), **timed)
-        t["cy_b"] = median_time(lambda: cycnn.conv2d_backward(dy, x, w, *args), **timed)
-        t["np_f"] = median_time(lambda: reference.conv2d_forward(x, w, b, *args),
-                                repeat=ref_repeat, warmup=1)
-        t["np_b"] = median_time(lambda: reference.conv2d_backward(dy, x, w, *args),
-                                repeat=ref_repeat, warmup=1)
         if torch is not None:
             F = torch.nn.functional
             xt, wt, bt, dyt = (torch.from_numpy(a) for a in (x, w, b, dy))
+            bargs = ([b.shape[0]], [s, s], [p, p], [d, d], False, [0, 0], g,
+                     [True, True, True])
+            bwd = torch.ops.aten.convolution_backward
             with torch.no_grad():
-                y_t = F.conv2d(xt, wt, bt, s, p, d, g)
                 # the timed computation must be the one cycnn does
-                y_c = cycnn.conv2d_forward(x, w, b, *args)
                 tol = 1e-3 if dtype == np.float32 else 1e-9
-                assert np.allclose(y_c, y_t.numpy(), rtol=tol, atol=tol), name
-                t["th_f"] = median_time(lambda: F.conv2d(xt, wt, bt, s, p, d, g), **timed)
-                bargs = ([b.shape[0]], [s, s], [p, p], [d, d], False, [0, 0], g,
-                         [True, True, True])
-                bwd = torch.ops.aten.convolution_backward
-                grads = cycnn.conv2d_backward(dy, x, w, *args)
-                for got, want in zip(grads, bwd(dyt, xt, wt, *bargs)):
+                y_c = cycnn.conv2d_forward(x, w, b, *args)
+                assert np.allclose(y_c, F.conv2d(xt, wt, bt, s, p, d, g).numpy(), rtol=tol,
+                                   atol=tol), name
+                for got, want in zip(cycnn.conv2d_backward(dy, x, w, *args),
+                                     bwd(dyt, xt, wt, *bargs)):
                     scale = max(1.0, float(want.abs().max()))
                     assert np.allclose(got, want.numpy(), rtol=tol, atol=tol * scale), name
-                t["th_b"] = median_time(lambda: bwd(dyt, xt, wt, *bargs), **timed)
+            fns["th_f"] = lambda: F.conv2d(xt, wt, bt, s, p, d, g)
+            fns["th_b"] = lambda: bwd(dyt, xt, wt, *bargs)
+            with torch.no_grad():
+                t.update(interleaved(fns, repeat=repeat, min_time=min_time))
         else:
-            t["th_f"] = t["th_b"] = None
+            t.update(interleaved(fns, repeat=repeat, min_time=min_time))
+        if ref_repeat:
+            t["np_f"] = median_time(lambda: reference.conv2d_forward(x, w, b, *args),
+                                    repeat=ref_repeat, warmup=1)
+            t["np_b"] = median_time(lambda: reference.conv2d_backward(dy, x, w, *args),
+                                    repeat=ref_repeat, warmup=1)
     return t
+
+
+#: issue 15's goals: (layers, largest fwd+bwd ratio, largest fwd ratio, least 2-thread
+#: speed-up of cycnn's fwd+bwd over 1 thread)
+GOALS = {"A": (1.0, 1.3, None), "B": (1.0, 1.3, None), "C": (1.3, 1.3, 1.7),
+         "D": (1.3, 1.3, 1.7)}
+
+
+def _sum(*ts):
+    return None if any(t is None for t in ts) else sum(ts)
 
 
 def main(argv=None):
@@ -114,6 +146,9 @@ def main(argv=None):
                     "G: depthwise)")
     ap.add_argument("--dtypes", default="float32,float64", help="float32,float64")
     ap.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
+    ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy reference")
+    ap.add_argument("--busy", type=int, default=0, metavar="N",
+                    help="run with N busy-looping processes (a loaded machine)")
     args = ap.parse_args(argv)
 
     shapes = [s.strip().upper() for s in args.shapes.split(",") if s.strip()]
@@ -126,8 +161,10 @@ def main(argv=None):
             ap.error(f"unknown dtype {d!r}; use float32 or float64")
         dtypes.append(DTYPES[d.strip()])
     thread_counts = [int(n) for n in args.threads.split(",")]
-    # at least `repeat` calls and, for the fast ones, at least min_time seconds of them
-    repeat, ref_repeat, min_time = (5, 1, 0.0) if args.quick else (15, 3, 0.25)
+    # at least `repeat` rounds and, for the fast ones, at least min_time seconds of them
+    repeat, ref_repeat, min_time = (5, 1, 0.0) if args.quick else (15, 3, 0.5)
+    if args.no_numpy:
+        ref_repeat = 0
 
     try:
         import torch
@@ -135,32 +172,73 @@ def main(argv=None):
         torch = None
 
     print(header())
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"load average at start: {load} (other work on the machine skews times)")
-    print(f"medians of >= {repeat} calls over >= {min_time} s (NumPy reference: {ref_repeat} "
-          "calls); ratios > 1: cycnn slower")
+    if args.busy:
+        print(f"with {args.busy} busy-looping process(es) running beside the benchmark")
+    print(f"medians of >= {repeat} interleaved rounds over >= {min_time} s (NumPy reference: "
+          f"{ref_repeat} calls); ratios > 1: cycnn slower")
     print()
+    results = {}
+    with busy_cores(args.busy):
+        for name in shapes:
+            for dtype in dtypes:
+                for n in thread_counts:
+                    results[name, dtype, n] = time_row(name, dtype, n, repeat, ref_repeat,
+                                                       torch, min_time)
+                    print(f"  done {describe(name)} {np.dtype(dtype).name} threads={n} "
+                          f"(load {load_average()})", file=sys.stderr, flush=True)
     headers = ["shape", "dtype", "threads", "cycnn fwd ms", "torch fwd ms", "numpy fwd ms",
                "cycnn bwd ms", "torch bwd ms", "numpy bwd ms", "fwd cy/torch",
                "bwd cy/torch", "fwd+bwd cy/torch", "fwd+bwd cy/numpy"]
     rows = []
-    for name in shapes:
-        for dtype in dtypes:
-            for n in thread_counts:
-                t = time_row(name, dtype, n, repeat, ref_repeat, torch, min_time)
-                th_fb = None if t["th_f"] is None else t["th_f"] + t["th_b"]
-                cy_fb = t["cy_f"] + t["cy_b"]
-                rows.append([
-                    describe(name), np.dtype(dtype).name, n,
-                    fmt_ms(t["cy_f"]), fmt_ms(t["th_f"]), fmt_ms(t["np_f"]),
-                    fmt_ms(t["cy_b"]), fmt_ms(t["th_b"]), fmt_ms(t["np_b"]),
-                    fmt_ratio(t["cy_f"], t["th_f"]), fmt_ratio(t["cy_b"], t["th_b"]),
-                    fmt_ratio(cy_fb, th_fb), fmt_ratio(cy_fb, t["np_f"] + t["np_b"]),
-                ])
-                print(f"  done {describe(name)} {np.dtype(dtype).name} threads={n}",
-                      file=sys.stderr, flush=True)
+    for (name, dtype, n), t in results.items():
+        th_fb, cy_fb = _sum(t["th_f"], t["th_b"]), t["cy_f"] + t["cy_b"]
+        rows.append([
+            describe(name), np.dtype(dtype).name, n,
+            fmt_ms(t["cy_f"]), fmt_ms(t["th_f"]), fmt_ms(t["np_f"]),
+            fmt_ms(t["cy_b"]), fmt_ms(t["th_b"]), fmt_ms(t["np_b"]),
+            fmt_ratio(t["cy_f"], t["th_f"]), fmt_ratio(t["cy_b"], t["th_b"]),
+            fmt_ratio(cy_fb, th_fb), fmt_ratio(cy_fb, _sum(t["np_f"], t["np_b"])),
+        ])
     print_table(headers, rows)
-    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+
+    if len(thread_counts) > 1:
+        one, more = thread_counts[0], thread_counts[1:]
+        print(f"\nspeed-up of more threads over {one} (time on {one} / time on n)")
+        rows = []
+        for name in shapes:
+            for dtype in dtypes:
+                base = results[name, dtype, one]
+                for n in more:
+                    t = results[name, dtype, n]
+                    rows.append([describe(name), np.dtype(dtype).name, n,
+                                 fmt_ratio(base["cy_f"], t["cy_f"]),
+                                 fmt_ratio(base["cy_f"] + base["cy_b"], t["cy_f"] + t["cy_b"]),
+                                 fmt_ratio(base["th_f"], t["th_f"]),
+                                 fmt_ratio(_sum(base["th_f"], base["th_b"]),
+                                           _sum(t["th_f"], t["th_b"]))])
+        print_table(["shape", "dtype", "threads", "cycnn fwd", "cycnn fwd+bwd", "torch fwd",
+                     "torch fwd+bwd"], rows)
+
+    if torch is not None:
+        print("\ngoals (issue 15)")
+        rows = []
+        for (name, dtype, n), t in results.items():
+            fb_max, f_max, speedup = GOALS[name]
+            fb = (t["cy_f"] + t["cy_b"]) / (t["th_f"] + t["th_b"])
+            f = t["cy_f"] / t["th_f"]
+            cells = [describe(name), np.dtype(dtype).name, n,
+                     f"{fb:.2f} <= {fb_max}: {'met' if fb <= fb_max else 'NOT met'}",
+                     f"{f:.2f} <= {f_max}: {'met' if f <= f_max else 'NOT met'}"]
+            base = results.get((name, dtype, 1))
+            if speedup and n == 2 and base is not None:
+                up = (base["cy_f"] + base["cy_b"]) / (t["cy_f"] + t["cy_b"])
+                cells.append(f"{up:.2f} >= {speedup}: {'met' if up >= speedup else 'NOT met'}")
+            else:
+                cells.append("-")
+            rows.append(cells)
+        print_table(["shape", "dtype", "threads", "fwd+bwd cy/torch", "fwd cy/torch",
+                     "2 vs 1 thread"], rows)
+    print(f"load average at end: {load_average()}")
 
 
 if __name__ == "__main__":

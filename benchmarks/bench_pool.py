@@ -1,8 +1,10 @@
 """Benchmark max and average pooling: cycnn against PyTorch and a vectorised NumPy route.
 
 One process, one table. For every pool x window x shape x dtype x thread count x pass,
-the three implementations run on the same arrays; each is warmed up, then timed as the
-median of several calls.
+the three implementations run on the same arrays; each is warmed up, then they are
+called in turn, round after round, and each time is the median over the rounds (a change
+in the machine's load then hits all three alike). The last lines check issue 15's goal:
+pooling at most 1.0 x PyTorch (forward + backward).
 
 * forward:  ``cycnn.max_pool2d_forward`` / ``torch.nn.functional.max_pool2d`` with
   ``return_indices=True`` (cycnn also records the winners) / NumPy: a strided window view
@@ -20,6 +22,7 @@ Usage::
 
     python benchmarks/bench_pool.py                 # the full table (about a minute)
     python benchmarks/bench_pool.py --quick --pools max --dtypes float32 --threads 1
+    python benchmarks/bench_pool.py --busy 1        # with one busy-looping process
 """
 
 from __future__ import annotations
@@ -39,7 +42,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _bench  # noqa: E402,F401  (sets OPENBLAS_THREAD_TIMEOUT before NumPy loads)
 import numpy as np  # noqa: E402
-from _bench import fmt_ms, fmt_ratio, header, median_time, print_table, threads  # noqa: E402
+from _bench import (  # noqa: E402
+    busy_cores,
+    fmt_ms,
+    fmt_ratio,
+    header,
+    interleaved,
+    load_average,
+    print_table,
+    threads,
+)
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 import cycnn  # noqa: E402
@@ -89,42 +101,38 @@ def numpy_avg_backward(dy, x_shape, k, s):
 # --------------------------------------------------------------------------- one row pair
 
 def time_case(pool, k, s, x, dy, repeat, torch):
-    """Median seconds for (forward, backward) x (cycnn, torch, numpy)."""
-    out = {}
+    """Median seconds for (forward, backward) x (cycnn, torch, numpy), interleaved."""
+    fns = {}
     if pool == "max":
         _, cache = cycnn.max_pool2d_forward(x, k, s)
-        out["cy_f"] = median_time(lambda: cycnn.max_pool2d_forward(x, k, s), repeat)
-        out["cy_b"] = median_time(lambda: cycnn.max_pool2d_backward(dy, cache), repeat)
         _, arg = numpy_max_forward(x, k, s)
-        out["np_f"] = median_time(lambda: numpy_max_forward(x, k, s), max(3, repeat // 3))
-        out["np_b"] = median_time(lambda: numpy_max_backward(dy, arg, x.shape, k, s),
-                                  max(3, repeat // 3))
+        fns["cy_f"] = lambda: cycnn.max_pool2d_forward(x, k, s)
+        fns["cy_b"] = lambda: cycnn.max_pool2d_backward(dy, cache)
+        fns["np_f"] = lambda: numpy_max_forward(x, k, s)
+        fns["np_b"] = lambda: numpy_max_backward(dy, arg, x.shape, k, s)
     else:
         _, cache = cycnn.avg_pool2d_forward(x, k, s)
-        out["cy_f"] = median_time(lambda: cycnn.avg_pool2d_forward(x, k, s), repeat)
-        out["cy_b"] = median_time(lambda: cycnn.avg_pool2d_backward(dy, cache), repeat)
-        out["np_f"] = median_time(lambda: numpy_avg_forward(x, k, s), max(3, repeat // 3))
-        out["np_b"] = median_time(lambda: numpy_avg_backward(dy, x.shape, k, s),
-                                  max(3, repeat // 3))
-    out["t_f"] = out["t_b"] = None
-    if torch is not None:
-        aten = torch.ops.aten
-        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
-        with torch.no_grad():
-            if pool == "max":
-                _, idx = torch.nn.functional.max_pool2d(xt, k, s, return_indices=True)
-                out["t_f"] = median_time(
-                    lambda: torch.nn.functional.max_pool2d(xt, k, s, return_indices=True),
-                    repeat)
-                out["t_b"] = median_time(
-                    lambda: aten.max_pool2d_with_indices_backward(
-                        dyt, xt, [k, k], [s, s], [0, 0], [1, 1], False, idx), repeat)
-            else:
-                out["t_f"] = median_time(lambda: torch.nn.functional.avg_pool2d(xt, k, s),
-                                         repeat)
-                out["t_b"] = median_time(
-                    lambda: aten.avg_pool2d_backward(dyt, xt, [k, k], [s, s], [0, 0],
-                                                     False, True, None), repeat)
+        fns["cy_f"] = lambda: cycnn.avg_pool2d_forward(x, k, s)
+        fns["cy_b"] = lambda: cycnn.avg_pool2d_backward(dy, cache)
+        fns["np_f"] = lambda: numpy_avg_forward(x, k, s)
+        fns["np_b"] = lambda: numpy_avg_backward(dy, x.shape, k, s)
+    out = {"t_f": None, "t_b": None}
+    if torch is None:
+        out.update(interleaved(fns, repeat))
+        return out
+    aten = torch.ops.aten
+    xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+    with torch.no_grad():
+        if pool == "max":
+            _, idx = torch.nn.functional.max_pool2d(xt, k, s, return_indices=True)
+            fns["t_f"] = lambda: torch.nn.functional.max_pool2d(xt, k, s, return_indices=True)
+            fns["t_b"] = lambda: aten.max_pool2d_with_indices_backward(
+                dyt, xt, [k, k], [s, s], [0, 0], [1, 1], False, idx)
+        else:
+            fns["t_f"] = lambda: torch.nn.functional.avg_pool2d(xt, k, s)
+            fns["t_b"] = lambda: aten.avg_pool2d_backward(dyt, xt, [k, k], [s, s], [0, 0],
+                                                          False, True, None)
+        out.update(interleaved(fns, repeat))
     return out
 
 
@@ -135,6 +143,8 @@ def main(argv=None):
     ap.add_argument("--dtypes", default=",".join(DTYPES))
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--busy", type=int, default=0, metavar="N",
+                    help="run with N busy-looping processes (a loaded machine)")
     args = ap.parse_args(argv)
     repeat = 5 if args.quick else 15
     try:
@@ -143,10 +153,24 @@ def main(argv=None):
         torch = None
 
     print(header())
+    if args.busy:
+        print(f"with {args.busy} busy-looping process(es) running beside the benchmark")
     for name, shape in SHAPES.items():
         print(f"shape {name}: (N, C, H, W) = {shape}")
     print()
-    rows = []
+    rows, worst = [], []
+    with busy_cores(args.busy):
+        _run(args, repeat, torch, rows, worst)
+    print_table(["pool", "window", "shape", "dtype", "threads", "pass", "cycnn ms",
+                 "PyTorch ms", "NumPy ms", "cycnn/PyTorch"], rows)
+    if worst:
+        ratio, case = max(worst)
+        print(f"\ngoal (issue 15): pooling fwd+bwd <= 1.0 x PyTorch: "
+              f"{'met' if ratio <= 1.0 else 'NOT met'}; largest ratio {ratio:.2f} ({case})")
+    print(f"load average at end: {load_average()}")
+
+
+def _run(args, repeat, torch, rows, worst):
     for pool in args.pools.split(","):
         for wname, (k, s) in WINDOWS.items():
             for sname in args.shapes.split(","):
@@ -163,8 +187,11 @@ def main(argv=None):
                             cy, th, nv = t[f"cy_{key}"], t[f"t_{key}"], t[f"np_{key}"]
                             rows.append([pool, wname, sname, dname, nt, pas, fmt_ms(cy),
                                          fmt_ms(th), fmt_ms(nv), fmt_ratio(cy, th)])
-    print_table(["pool", "window", "shape", "dtype", "threads", "pass", "cycnn ms",
-                 "PyTorch ms", "NumPy ms", "cycnn/PyTorch"], rows)
+                        if t["t_f"] is not None:
+                            worst.append(((t["cy_f"] + t["cy_b"]) / (t["t_f"] + t["t_b"]),
+                                          f"{pool} {wname} {sname} {dname} {nt} thread(s)"))
+                        print(f"  done {pool} {wname} {sname} {dname} threads={nt} "
+                              f"(load {load_average()})", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,18 @@
 
     python benchmarks/bench_train.py                # 1 and 2 threads, one timed epoch
     python benchmarks/bench_train.py --threads 2 --epochs 2
+    python benchmarks/bench_train.py --busy 1       # with one busy-looping process
 
 Same network (conv 1->6 5x5, ReLU, max-pool 2, conv 6->16 5x5, ReLU, max-pool 2, flatten,
 dense 256->120->84->10), same initial weights (cycnn's, copied into PyTorch through
 ``state_dict``), same batch order (``cycnn.model.epoch_order``), float32, SGD (lr 0.01,
 momentum 0.9), batch 64, on the full Fashion-MNIST training set (60,000 images) when
 ``/usr/share/datasets/fashion-mnist`` exists, else on the 4,000 bundled digits.
+
+On several threads cycnn splits each compiled loop across the threads; the
+``cycnn-shards`` rows run the same epoch with each training step cut into one shard of the
+batch per thread instead (cycnn/_sharding.py, ``CYCNN_SHARD_STEPS=1``), so the table shows
+which of the two pays on this machine.
 
 Every (library, threads) pair runs in its own child process, so the peak resident
 memory (``resource.getrusage(...).ru_maxrss``) is that run's alone; each child first
@@ -19,6 +25,11 @@ the data. PyTorch runs the textbook loop (``zero_grad``, forward, ``cross_entrop
 ``backward``, ``step``). Both libraries' idle threads wait passively
 (``OMP_WAIT_POLICY=PASSIVE`` and ``OPENBLAS_THREAD_TIMEOUT=4`` unless already set): with
 busy-waiting pools the 2-thread rows measure the pools fighting for two cores.
+
+After the epochs, one more child per thread count profiles cycnn's training step
+(profile_step.py): every layer's forward and backward, the optimizer step and the rest
+(batching, loss, Python) timed over the first ``--phase-batches`` batches, in milliseconds
+per step. A table gives the speed-up of each thread count over the first.
 """
 
 from __future__ import annotations
@@ -71,7 +82,7 @@ def child(lib, threads, epochs, dataset):
     import numpy as np
 
     import cycnn
-    from cycnn.model import epoch_order, lenet5, to_torch
+    from cycnn import epoch_order, lenet5, to_torch
 
     name, ((x, y), (xt, yt)) = _data(dataset)
     cycnn.set_num_threads(threads)
@@ -79,7 +90,11 @@ def child(lib, threads, epochs, dataset):
     model = lenet5(SEED)
     warm = slice(0, 10 * BATCH)
     times, losses = [], []
-    if lib == "cycnn":
+    if lib.startswith("cycnn"):
+        if lib == "cycnn-shards":  # one shard of each batch per thread
+            from cycnn import _sharding
+
+            _sharding.ENABLED = True
         lenet5(SEED + 1).fit(x[warm], y[warm], epochs=1, batch_size=BATCH,
                              optimizer=cycnn.SGD(LR, momentum=MOMENTUM))
         opt = cycnn.SGD(LR, momentum=MOMENTUM)
@@ -133,27 +148,47 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--epochs", type=int, default=1, help="timed epochs per run")
     ap.add_argument("--dataset", choices=("auto", "digits", "fashion-mnist"), default="auto")
-    ap.add_argument("--libs", nargs="+", default=["cycnn", "torch"])
+    ap.add_argument("--libs", nargs="+", default=["cycnn", "cycnn-shards", "torch"],
+                    help="cycnn-shards: cycnn with one shard of each batch per thread")
+    ap.add_argument("--phase-batches", type=int, default=300,
+                    help="batches of the per-phase profile (0 skips it)")
+    ap.add_argument("--busy", type=int, default=0, metavar="N",
+                    help="run with N busy-looping processes (a loaded machine)")
     ap.add_argument("--child", nargs=2, metavar=("LIB", "THREADS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child(args.child[0], int(args.child[1]), args.epochs, args.dataset)
 
-    results = {}  # children first: a forked child starts with its parent's peak RSS
-    for nt in args.threads:
-        for lib in args.libs:
-            r = subprocess.run([sys.executable, __file__, "--child", lib, str(nt),
-                                "--epochs", str(args.epochs), "--dataset", args.dataset],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                print(f"{lib} on {nt} thread(s) failed:\n{r.stderr}", file=sys.stderr)
-                continue
-            results[lib, nt] = json.loads(r.stdout.strip().splitlines()[-1])
+    from _bench import busy_cores, header, load_average, print_table
+    from profile_step import print_profiles, run_child
+
+    results, profiles = {}, {}  # children first: a forked child starts with its parent's RSS
+    start_load = load_average()
+    with busy_cores(args.busy):
+        for nt in args.threads:
+            for lib in args.libs:
+                if lib == "cycnn-shards" and nt == 1:  # one thread: no shards either way
+                    continue
+                r = subprocess.run([sys.executable, __file__, "--child", lib, str(nt),
+                                    "--epochs", str(args.epochs), "--dataset", args.dataset],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    print(f"{lib} on {nt} thread(s) failed:\n{r.stderr}", file=sys.stderr)
+                    continue
+                results[lib, nt] = json.loads(r.stdout.strip().splitlines()[-1])
+                print(f"  done {lib} threads={nt} (load {load_average()})", file=sys.stderr,
+                      flush=True)
+        for nt in args.threads if args.phase_batches and "cycnn" in args.libs else ():
+            p = run_child(nt, args.phase_batches, args.dataset, "after")
+            if p is not None:
+                profiles["after", nt] = p
     if not results:
         return 1
-    from _bench import header, print_table
 
-    print(header())
+    print(header().replace(f"load average at start: {load_average()}",
+                           f"load average at start: {start_load}"))
+    if args.busy:
+        print(f"with {args.busy} busy-looping process(es) running beside the benchmark")
     any_r = next(iter(results.values()))
     print(f"LeNet-5, {any_r['dataset']} ({any_r['n']:,} training images), float32, SGD "
           f"lr {LR} momentum {MOMENTUM}, batch {BATCH}, {args.epochs} timed epoch(s); "
@@ -175,6 +210,27 @@ def main(argv=None):
     print_table(["library", "threads", "s/epoch", "samples/s", "cycnn/torch",
                  "epoch loss", "test acc %", "RSS with data (MB)", "peak RSS training (MB)",
                  "peak RSS with test (MB)"], rows)
+
+    def median(r):
+        return sorted(r["seconds"])[len(r["seconds"]) // 2]
+
+    if len(args.threads) > 1:
+        one = args.threads[0]
+        print(f"\nspeed-up of an epoch over {one} thread(s) (time on {one} / time on n)")
+        rows = []
+        for lib in args.libs:
+            for nt in args.threads[1:]:
+                base = results.get((lib, one)) or results.get(("cycnn", one)) \
+                    if lib.startswith("cycnn") else results.get((lib, one))
+                if base is not None and (lib, nt) in results:
+                    up = median(base) / median(results[lib, nt])
+                    rows.append([lib, nt, f"{up:.2f}"])
+        print_table(["library", "threads", "speed-up"], rows)
+
+    if profiles:
+        print()
+        print_profiles(profiles)
+    print(f"load average at end: {load_average()}")
     return 0
 
 

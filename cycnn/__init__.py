@@ -66,9 +66,12 @@ def build_info():
         build chosen at import (for instance ``'avx512'``, ``'avx2'`` or
         ``'baseline x86-64'``). ``openmp`` says whether the kernels were compiled with
         OpenMP (so ``prange`` loops can use several threads) and ``threads`` is the
-        current default thread count.
+        current default thread count. ``caches`` holds the data-cache sizes in bytes
+        that the CPU reports (``L1d``, ``L2``, ``L3``, with the CPUs sharing each and
+        where the number came from) and ``fast_chunk_bytes`` the per-thread buffer size
+        the fast convolution route derives from them.
     """
-    from . import _dispatch
+    from . import _caches, _dispatch
 
     return {
         "version": __version__,
@@ -78,4 +81,6 @@ def build_info():
         "kernels": _chosen_kernels(),
         "openmp": bool(conv._conv.OPENMP),
         "threads": get_num_threads(),  # noqa: F405
+        "caches": dict(_caches.CACHES),
+        "fast_chunk_bytes": conv.FAST_CHUNK_BYTES,
     }

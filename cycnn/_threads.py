@@ -8,12 +8,16 @@ fails or crashes the interpreter).
 ``set_num_threads`` also caps the BLAS library NumPy calls for the im2col route (through
 threadpoolctl), so that cycnn's OpenMP loops and BLAS never ask for more threads than
 the caller allowed. Both run one after the other, never nested, so they do not
-oversubscribe the cores.
+oversubscribe the cores. While a model trains (``fit``), BLAS runs on the calling thread
+alone (:func:`blas_threads`): the dense layers' products are small, and two pools of
+threads taking turns on the same cores cost more than the second core gives.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import contextmanager
 
 from ._validate import as_int
 
@@ -66,7 +70,8 @@ _controller = None
 
 def _limit_blas(n: int) -> None:
     """Cap the BLAS thread pools NumPy loaded at ``n`` threads (kept until changed)."""
-    global _controller
+    global _controller, _blas_held
+    _blas_held = None  # whatever a blas_threads block set is overridden
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
@@ -76,15 +81,64 @@ def _limit_blas(n: int) -> None:
     _controller.limit(limits=n, user_api="blas")
 
 
+#: the limit the innermost blas_threads block set (None outside every block)
+_blas_held = None
+
+
+@contextmanager
+def blas_threads(n: int):
+    """Inside the block, the BLAS library NumPy loaded uses at most ``n`` threads; the
+    previous limits come back on exit. Inside a block that already set ``n`` it does
+    nothing (setting the limit costs tens of microseconds)."""
+    global _controller, _blas_held
+    if _blas_held == n:
+        yield
+        return
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        yield
+        return
+    if _controller is None:
+        _controller = ThreadpoolController()
+    outer, _blas_held = _blas_held, n
+    try:
+        with _controller.limit(limits=n, user_api="blas"):
+            yield
+    finally:
+        _blas_held = outer
+
+
 def get_num_threads() -> int:
     """Return the number of threads the compiled kernels use by default."""
-    return _num_threads
+    return getattr(_pins, "n", None) or _num_threads
+
+
+#: per-thread override of the default: a shard of a training step (cycnn/_sharding.py)
+#: runs its loops on its own thread, whatever the process-wide default says
+_pins = threading.local()
+
+
+def pin_this_thread(n: int) -> None:
+    """From now on, calls made on this thread default to ``n`` threads."""
+    _pins.n = n
+
+
+@contextmanager
+def pinned(n: int):
+    """Inside the block, calls made on this thread default to ``n`` threads."""
+    old = getattr(_pins, "n", None)
+    _pins.n = n
+    try:
+        yield
+    finally:
+        _pins.n = old
 
 
 def resolve_threads(func: str, threads) -> int:
-    """``threads`` if given (checked), else the process-wide default."""
+    """``threads`` if given (checked), else this thread's default."""
     if threads is None:
-        return _num_threads
+        return get_num_threads()
     return _check(func, "threads", threads)
 
 

@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from . import _dispatch
+from . import _caches, _dispatch
 from ._threads import resolve_threads, threads_for
 from ._validate import as_array, as_float
 from .geometry import (
@@ -32,6 +32,7 @@ from .geometry import (
 )
 
 _conv = _dispatch.load("_conv")
+_fastconv = _dispatch.load("_fastconv")
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv_transpose2d_forward",
            "conv_transpose2d_backward", "clear_workspace"]
@@ -73,11 +74,15 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
     threads : int, optional
         Threads for this call's compiled loops; defaults to
         :func:`cycnn.get_num_threads`.
-    algorithm : {'auto', 'direct', 'im2col'}, default 'auto'
+    algorithm : {'auto', 'direct', 'im2col', 'fast'}, default 'auto'
         ``'direct'`` runs the loops of the equation above; ``'im2col'`` copies every
         window into a column and lets one BLAS matrix product per group do the sums
-        (faster for most layers, and done in chunks of the batch so the copy stays
-        bounded); ``'auto'`` picks by shape. All give the same result to rounding.
+        (done in chunks of the batch so the copy stays bounded); ``'fast'`` keeps blocks
+        of outputs in vector registers and reads the input through a per-thread,
+        cache-sized copy (see the performance page), for zeros padding without dilation
+        or groups (other convolutions asked for ``'fast'`` take ``'im2col'``); ``'auto'``
+        picks by shape (``'fast'`` where it applies, for three or more filters). All give
+        the same result to rounding.
 
     Returns
     -------
@@ -120,10 +125,14 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
     if b is None:
         b = np.zeros(w.shape[0], x.dtype)
     x4, _ = as_batch(x)
-    xp = _pad(x4, geo)
     y = np.empty(geo.yshape, x.dtype)
     y4, _ = as_batch(y)
-    _forward(func, algorithm, xp, w, b, y4, geo, nt)
+    route = _choose(func, algorithm, w.shape, y4.shape, geo.groups, _plain(geo))
+    if route == "fast":
+        _forward_fast(x4, w, b, y4, geo.stride, geo.pads, nt)
+        return y
+    xp = _pad(x4, geo)
+    _forward(func, route, xp, w, b, y4, geo, nt)
     return y
 
 
@@ -155,8 +164,10 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1,
     threads : int, optional
         Threads for this call's compiled loops; defaults to
         :func:`cycnn.get_num_threads`.
-    algorithm : {'auto', 'direct', 'im2col'}, default 'auto'
-        As for :func:`conv2d_forward`.
+    algorithm : {'auto', 'direct', 'im2col', 'fast'}, default 'auto'
+        As for :func:`conv2d_forward`. Where ``x`` or ``w`` holds a NaN or an infinity,
+        ``'fast'`` hands over to ``'im2col'``, whose IEEE semantics are exactly those of
+        the direct loops.
     need_dx : bool, default True
         ``False`` skips the input gradient (returned as ``None``): a network's first
         layer has no layer below it to pass it to, and dx costs as much as dw.
@@ -199,11 +210,18 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1,
     nt = resolve_threads(func, threads)
     dy, x, w = as_float(func, dy=dy, x=x, w=w)
     (dy4, _), (x4, _) = as_batch(dy), as_batch(x)
+    route = _choose(func, algorithm, w.shape, dy4.shape, geo.groups, _plain(geo))
+    if route == "fast":
+        grads = _backward_fast(dy4, x4, w, geo.stride, geo.pads, need_dx, nt)
+        if grads is not None:
+            dx, dw, db = grads
+            return (dx if dx is None or geo.batched else dx[0]), dw, db
+        route = "im2col"  # a NaN or inf that the fast route's spare lanes would spread
     padded = any(sum(geo.pads, ()))
     xp = _pad(x4, geo)
     dxp = np.zeros(xp.shape, x.dtype) if need_dx else None
     dw = np.empty(w.shape, x.dtype)
-    _backward(func, algorithm, dy4, xp, w, dxp, dw, geo, nt)
+    _backward(func, route, dy4, xp, w, dxp, dw, geo, nt)
     dx = None
     if need_dx:
         # backward through padding: drop the border, or fold it back onto the rows and
@@ -413,7 +431,7 @@ def _backward(func, algorithm, dy, xp, w, dxp, dw, geo, nt):
 #: larger batches are processed in chunks of samples.
 IM2COL_MAX_ELEMENTS = 1 << 23
 
-_ALGORITHMS = ("auto", "direct", "im2col")
+_ALGORITHMS = ("auto", "direct", "im2col", "fast")
 
 # Column buffers are kept between calls (one set per Python thread): a fresh multi-MB
 # array page-faults on first touch, which cost more than the copy itself.
@@ -440,15 +458,31 @@ def clear_workspace():
     _local.__dict__.pop("bufs", None)
 
 
-def _choose(func, algorithm, wshape, yshape, groups=1):
-    """The route to take: the user's choice, or by shape for ``'auto'``."""
+def _choose(func, algorithm, wshape, yshape, groups=1, plain=False):
+    """The route to take: the user's choice, or by shape for ``'auto'``.
+
+    ``plain`` says the padding is zeros and there is no dilation: with one group and a
+    non-empty batch, that is what the fast route takes. Any other convolution asked for
+    ``'fast'`` goes to ``'im2col'``.
+    """
     if algorithm not in _ALGORITHMS:
         raise ValueError(f"{func}: algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
+    fast = plain and groups == 1 and yshape[0] > 0
+    if algorithm == "fast":
+        return "fast" if fast else "im2col"
     if algorithm != "auto":
         return algorithm
-    # A matrix product only pays for its copy when each copied element is reused by
-    # several filters; with one or two filters per group the direct loops win.
-    return "im2col" if yshape[1] // groups >= 3 else "direct"
+    # Register tiles and a matrix product only pay for their copy when each copied
+    # element is reused by several filters; with one or two filters per group the direct
+    # loops win.
+    if yshape[1] // groups < 3:
+        return "direct"
+    return "fast" if fast else "im2col"
+
+
+def _plain(geo):
+    """Zeros padding and no dilation (see :func:`_choose`)."""
+    return geo.padding_mode == "zeros" and geo.dilation == (1, 1)
 
 
 #: below this many elements a copy loop runs on one thread: waking a second, sleeping
@@ -526,3 +560,193 @@ def _backward_im2col(dy, xp, w, dxp, sh, sw, rh, rw, G, nt):
             _conv.col2im(dcols, dxp[n0:n1], KH, KW, OH, OW, sh, sw, rh, rw,
                          _threads_for(dcols.size, nt))
     return None if dw is None else dw.reshape(w.shape)
+
+
+# --------------------------------------------------------------------------- fast route
+# cycnn/_fastconv.pyx explains the route. This part sizes it: the register tile comes
+# from the build variant that was loaded, the size of a thread's buffers from the L2
+# cache the CPU reports (cycnn/_caches.py), and conv2d_forward / conv2d_backward call the
+# two functions below when _choose says "fast".
+
+#: the share of one core's L2 cache that one thread's buffers (its copy of the input
+#: chunk, the outputs and, backward, their gradients) may fill; benchmarks/sweep_tiles.py
+#: shows how the time depends on it
+FAST_L2_FRACTION = 0.5
+
+#: bytes of per-thread buffer the fast route aims for (read at each call, so a sweep can
+#: change it)
+FAST_CHUNK_BYTES = int(_caches.per_core("L2") * FAST_L2_FRACTION)
+
+#: the fast route's backward pass sums the weight gradient per group of images (a task
+#: for one thread), then the groups in order: at most this many groups, and at most
+#: FAST_PARTIAL_ELEMENTS partial sums
+FAST_GROUPS = 16
+FAST_PARTIAL_ELEMENTS = 1 << 20
+
+#: what one vector of copying costs, in vector multiply-adds, when the planner weighs
+#: fewer copies of the input against lanes thrown away (twice this for strides > 1)
+FAST_COPY_WEIGHT = 4
+
+#: for benchmarks/sweep_tiles.py: force the number of shifted copies (an int), or "most"
+#: for one per kernel column; None lets the planner choose
+FAST_FORCE_COPIES = None
+
+_plans: dict = {}
+
+
+def _roundup(n, m):
+    return -(-n // m) * m
+
+
+class _FastPlan:
+    """Sizes and offsets for one layer shape, dtype and pass (see _fastconv.pyx)."""
+
+    def __init__(self, xshape, wshape, stride, pads, dtype, backward, need_dx, nt, budget):
+        N, C, H, W = xshape
+        F, _, KH, KW = wshape
+        (sh, sw), ((pt, pb), (pl, pr)) = stride, pads
+        tile = _fastconv.TILE
+        isz = np.dtype(dtype).itemsize
+        nl = tile["nv"] * tile["vector_bytes"] // isz  # lanes of one register tile
+        OH = (H + pt + pb - KH) // sh + 1
+        OW = (W + pl + pr - KW) // sw + 1
+        K = C * KH * KW
+        # the tile heights that waste fewest rows on F filters and on K taps (the taller on
+        # a tie: more reuse of each load)
+        shapes = tile["shapes"]
+        mr, kr = min(shapes, key=lambda s: (_roundup(F, s[0]), -s[0]))
+        self.mrd = min((s[0] for s in shapes), key=lambda m: (_roundup(K, m), -m))
+        self.mr = mr
+        self.Fp, self.Kdot, self.Kdx = _roundup(F, mr), _roundup(K, kr), _roundup(K, self.mrd)
+        align = max(1, 64 // isz)
+
+        def sizes(rows, gi, nq, Wc):
+            Hqc = rows + (KH - 1) // sh
+            ldw = _roundup(rows * gi * Wc, nl)
+            plane = Hqc * gi * Wc
+            # the largest offset a tap reads from (koff below), then the lanes after it
+            kmax = ((min(nq, KW) - 1) * C + C - 1) * sh * plane \
+                + max(p % sh * plane + p // sh * gi * Wc for p in range(KH)) \
+                + (KW - 1) // nq * (nq // sw)
+            sq = _roundup(max(nq * C * sh * plane, kmax + ldw), align)
+            per = sq + self.Fp * ldw
+            if backward and need_dx:
+                per += self.Kdx * ldw + sq
+            return Hqc, ldw, sq, _roundup(per, align)
+
+        def images(Wc):
+            """Images per chunk: a small image alone leaves most lanes of its last
+            register tile empty; take the fewest that fill them to within 3 %. Backward,
+            at least enough for 16 vectors of lanes: the weight gradient's partial sums
+            are added up once per chunk, which costs as much as 8 vectors of lanes."""
+            lanes = OH * Wc
+            least = 1 if not backward else max(1, -(-16 * nl // (tile["nv"] * lanes)))
+            if lanes * least >= 8 * nl:
+                return min(N, least)
+            fill = [(g * lanes / _roundup(g * lanes, nl), -g) for g in range(least, least + 8)]
+            return min(N, next((-g for f, g in fill if f >= 0.97), -max(fill)[1]))
+
+        # Copies of x per chunk: one per kernel column (nq = KW, every lane an output) or
+        # per column phase (nq a multiple of sw, fewer copies, Wc - OW lanes of every row
+        # thrown away). Cost: the vector FMAs of the tiles plus the copy, weighed by what
+        # a vector of copy costs in FMAs here (row loops are short).
+        best = None
+        for nq in sorted({KW} | set(range(sw, KW, sw))):
+            Wc = OW + (KW - 1) // nq * (nq // sw)
+            gi = images(Wc)
+            tiles = _roundup(gi * OH * Wc, nl) / gi
+            cost = self.Fp * K * tiles + FAST_COPY_WEIGHT * (1 + (sw > 1)) * \
+                nq * C * sh * (OH + (KH - 1) // sh) * Wc
+            if FAST_FORCE_COPIES in (nq, "most" if nq == KW else None):
+                cost = -1
+            if best is None or cost < best[0]:
+                best = (cost, nq, Wc, gi)
+        _, nq, Wc, gi = best
+        self.nq, self.Wc = nq, Wc
+        # the most output rows per chunk whose buffers fit the budget (at least one row);
+        # forward, enough chunks that every thread gets work when the batch is small
+        rows = OH
+        blocks = -(-N // gi)
+        if not backward and blocks < 2 * nt:
+            rows = max(1, -(-OH // -(-2 * nt // blocks)))
+        while rows > 1 and sizes(rows, gi, nq, Wc)[3] * isz > budget:
+            rows = max(1, min(rows - 1, rows * budget // (sizes(rows, gi, nq, Wc)[3] * isz)))
+        while gi > 1 and sizes(rows, gi, nq, Wc)[3] * isz > budget:
+            gi -= 1
+        self.rows, self.gi = rows, gi
+        self.Hqc, self.ldw, self.sq, self.per = sizes(rows, gi, nq, Wc)
+        self.bytes_per_thread = self.per * isz
+        c, p, q = np.meshgrid(np.arange(C), np.arange(KH), np.arange(KW), indexing="ij")
+        koff = (((q % nq * C + c) * sh + p % sh) * self.Hqc + p // sh) * gi * Wc \
+            + q // nq * (nq // sw)
+        self.koff = np.zeros(max(self.Kdot, self.Kdx), np.int64)
+        self.koff[:K] = koff.ravel()
+        self.foff = np.arange(F, dtype=np.int64) * self.ldw
+        # packed weights at the start of the workspace
+        pw = self.Kdx * F if backward else self.Fp * K + self.Fp
+        self.pw = _roundup(pw, align)
+        # backward: groups of image blocks whose partial sums fit FAST_PARTIAL_ELEMENTS;
+        # the count depends on the shapes only, not on the threads, so neither does the sum
+        self.groups = max(1, min(-(-N // gi), FAST_GROUPS,
+                                 FAST_PARTIAL_ELEMENTS // (self.Fp * self.Kdot)))
+        self.tasks = self.groups if backward else -(-N // gi) * -(-OH // rows)
+        # the invariants the kernels rely on (see the header of _fastconv.pyx)
+        if not (int(self.koff.max()) + self.ldw <= self.sq and 1 <= rows <= OH and gi >= 1):
+            raise RuntimeError(f"cycnn: bad fast-route plan for x={xshape}, w={wshape}")
+
+    def workspace(self, threads):
+        """Elements of workspace the kernels need on ``threads`` threads."""
+        return self.pw + threads * self.per + 64
+
+
+def _fast_plan(xshape, wshape, stride, pads, dtype, backward, need_dx, nt):
+    budget = FAST_CHUNK_BYTES
+    key = (xshape, wshape, stride, pads, np.dtype(dtype).char, backward, need_dx,
+           nt if not backward else 0, budget, FAST_COPY_WEIGHT, FAST_FORCE_COPIES)
+    plan = _plans.get(key)
+    if plan is None:
+        if len(_plans) > 256:
+            _plans.clear()
+        plan = _plans[key] = _FastPlan(xshape, wshape, stride, pads, dtype, backward,
+                                       need_dx, nt, budget)
+    return plan
+
+
+#: below this many multiply-adds a fast-route pass runs on one thread (waking a second,
+#: sleeping thread costs about as much as a million multiply-adds take on one core)
+FAST_PARALLEL_MIN_MACS = 1 << 20
+
+
+def _forward_fast(x, w, b, y, stride, pads, nt):
+    """y = conv(x, w) + b by register tiles (_fastconv.forward)."""
+    plan = _fast_plan(x.shape, w.shape, stride, pads, x.dtype, False, False, nt)
+    used = min(threads_for(y.size * w[0].size, nt, FAST_PARALLEL_MIN_MACS), plan.tasks)
+    ws = _workspace("fast", plan.workspace(used), x.dtype)
+    (sh, sw), ((pt, _), (pl, _)) = stride, pads
+    _fastconv.forward(x, w, b, plan.koff, y, ws, sh, sw, pt, pl, plan.rows, plan.gi,
+                      plan.nq, plan.Wc, plan.mr, plan.sq, plan.ldw, plan.pw, plan.per, used)
+
+
+def _backward_fast(dy, x, w, stride, pads, need_dx, nt):
+    """(dx, dw, db) by register tiles (_fastconv.backward), or None where a NaN or an
+    infinity in x or w would meet the spare lanes (the caller then takes another route)."""
+    if need_dx and not np.isfinite(w).all():
+        return None
+    plan = _fast_plan(x.shape, w.shape, stride, pads, x.dtype, True, need_dx, nt)
+    dt, F, G = x.dtype, w.shape[0], plan.groups
+    dx = np.empty(x.shape, dt) if need_dx else np.zeros((1, 1, 1, 1), dt)
+    dw = np.empty(w.shape, dt)
+    db = np.empty(F, dt)
+    pdw = _workspace("fast_pdw", G * plan.Fp * plan.Kdot, dt).reshape(G, plan.Fp, plan.Kdot)
+    pdb = _workspace("fast_pdb", G * plan.Fp, dt).reshape(G, plan.Fp)
+    bad = np.empty(G, np.int8)
+    macs = dy.size * w[0].size * (2 if need_dx else 1)
+    used = min(threads_for(macs, nt, FAST_PARALLEL_MIN_MACS), plan.tasks)
+    ws = _workspace("fast", plan.workspace(used), dt)
+    (sh, sw), ((pt, _), (pl, _)) = stride, pads
+    _fastconv.backward(dy, x, w, plan.koff, plan.foff, dx, dw.reshape(F, -1), db, pdw, pdb,
+                       bad, ws, need_dx, sh, sw, pt, pl, plan.rows, plan.gi, plan.nq,
+                       plan.Wc, plan.mr, plan.mrd, plan.sq, plan.ldw, plan.pw, plan.per, used)
+    if bad.any():
+        return None
+    return (dx if need_dx else None), dw, db

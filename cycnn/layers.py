@@ -101,6 +101,9 @@ class Layer:
 
     #: True for layers built with ``rng=`` and ``dtype=`` (those with parameters)
     has_params = False
+    #: True for layers whose output for a sample depends on that sample alone (no batch
+    #: statistics): a training step on several threads may then cut the batch into shards
+    per_sample = False
 
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
@@ -243,6 +246,7 @@ class Conv2D(Layer):
     """
 
     has_params = True
+    per_sample = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", *, rng=None,
@@ -354,6 +358,7 @@ class ConvTranspose2D(Layer):
     """
 
     has_params = True
+    per_sample = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, groups=1, bias=True, dilation=1, *, rng=None,
@@ -436,6 +441,8 @@ class ConvTranspose2D(Layer):
 # --------------------------------------------------------------------------- pooling
 
 class _Pool2D(Layer):
+    per_sample = True
+
     _forward = _backward = None  # set by subclasses
 
     def __init__(self, kernel_size=2, stride=None, padding=0, ceil_mode=False):
@@ -563,6 +570,8 @@ class AvgPool2D(_Pool2D):
 class ReLU(Layer):
     """``y = max(x, 0)``; the gradient passes where ``x > 0``."""
 
+    per_sample = True
+
     def forward(self, x):
         self._keep(x)
         return relu_forward(x)
@@ -577,6 +586,8 @@ class ReLU(Layer):
 
 class Flatten(Layer):
     """``(N, C, H, W) -> (N, C*H*W)``, a view when the input is contiguous."""
+
+    per_sample = True
 
     def forward(self, x):
         self._keep(x.shape)
@@ -614,6 +625,7 @@ class Dense(Layer):
     """
 
     has_params = True
+    per_sample = True
 
     def __init__(self, in_features, out_features, bias=True, *, rng=None, dtype=np.float32):
         super().__init__()

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _sharding
+from ._threads import get_num_threads
 from ._validate import as_int, as_labels
 from .layers import Layer, SoftmaxCrossEntropy
 
@@ -248,12 +250,25 @@ class Sequential:
         (float, int)
             The batch's mean loss before the update and how many samples the model
             classified correctly before the update.
+
+        Notes
+        -----
+        With ``CYCNN_SHARD_STEPS=1`` in the environment, a step on several threads
+        (:func:`cycnn.set_num_threads`) of a model made of per-sample layers (convolution,
+        pooling, ReLU, flatten, dense) cuts the batch into one shard per thread, each
+        taken through the whole step on its own thread, and adds the shards' gradients in
+        order: the same sums as on one thread, to rounding, and the same bits from run to
+        run at one thread count. By default each compiled loop is split across the
+        threads instead.
         """
         func = "train_step"
         x, out_shape = self.prepare(func, x)
         y = self.labels(func, y, x.shape[0], out_shape)
         loss = loss or SoftmaxCrossEntropy()
         self.train()
+        spans = _sharding.shards(self, x.shape[0], get_num_threads())
+        if spans is not None:  # one shard of the batch per thread
+            return _sharding.train_step(self, x, y, optimizer, loss, spans)
         logits = self.forward(x)
         batch_loss = loss.forward(logits, y)
         n_correct = int(np.count_nonzero(logits.argmax(axis=1) == y))

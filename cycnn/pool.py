@@ -34,6 +34,7 @@ from ._validate import as_array, as_float, as_int, as_pair, float_dtype, param_d
 from .geometry import as_batch, check_avg_pool_options, check_pool_args, pool_geometry
 
 _pool = _dispatch.load("_pool")
+_fastpool = _dispatch.load("_fastpool")
 
 __all__ = [
     "max_pool2d_forward",
@@ -183,6 +184,12 @@ def _threads_for(elements, nt):
     return threads_for(elements, nt, PARALLEL_MIN_ELEMENTS)
 
 
+#: the forward pass of 2x2 windows with stride 2 whose windows all lie inside x takes the
+#: vectorised loop of _fastpool.pyx (the same maxima and winners as the general loops of
+#: _pool.pyx, which the tests compare it with); False sends every window to the general loops
+FAST_2X2 = True
+
+
 def max_pool2d_forward(x, size=2, stride=None, padding=0, dilation=1, ceil_mode=False, *,
                        threads=None):
     """Forward pass of 2-D max pooling.
@@ -267,7 +274,10 @@ def max_pool2d_forward(x, size=2, stride=None, padding=0, dilation=1, ceil_mode=
     NC, (OH, OW) = N * C, geo.yshape[-2:]
     (sh, sw), (ph, pw), (rh, rw) = geo.stride, geo.padding, geo.dilation
     xs, ys, args = x4.reshape(NC, H, W), y.reshape(NC, OH, OW), argmax.reshape(NC, OH, OW)
-    if geo.inside:  # every window inside x: the loops of docs/pooling.md
+    if FAST_2X2 and geo.inside and geo.size == geo.stride == (2, 2) and geo.dilation == (1, 1):
+        # no padding, no dilation, no partial ceil_mode window: the 2x2 loop of _fastpool
+        _fastpool.max_pool2x2_forward(xs, ys, args, _threads_for(x4.size, nt))
+    elif geo.inside:  # every window inside x: the loops of docs/pooling.md
         _pool.max_pool2d_forward(xs, ys, args, *geo.size, sh, sw, _threads_for(x4.size, nt))
     else:
         _pool.max_pool2d_forward_clipped(xs, ys, args, sh, sw, ph, pw, rh, rw, *geo.taps,

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from ._threads import blas_threads
 from ._validate import as_int
 from .layers import SoftmaxCrossEntropy
 from .optim import Optimizer
@@ -90,7 +91,9 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=No
     -----
     Ctrl-C (SIGINT) during ``fit`` finishes the current batch and returns the history
     with ``interrupted = True``; a second Ctrl-C aborts at once. When ``fit`` returns,
-    the layers hold no cached activations.
+    the layers hold no cached activations. While ``fit`` runs, NumPy's BLAS (the dense
+    layers' products) uses one thread: the compiled loops own the cores, and two thread
+    pools taking turns on them made two-thread training slower than one thread.
     """
     func = "fit"
     if not isinstance(optimizer, Optimizer):
@@ -116,7 +119,7 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=No
     history.epochs_completed = initial_epoch
     xbuf = np.empty((min(batch_size, N), *x.shape[1:]), x.dtype) if shuffle else None
     stop = _Interrupt()
-    with stop:
+    with stop, blas_threads(1):
         for epoch in range(initial_epoch, epochs):
             order = epoch_order(N, seed, epoch) if shuffle else None
             bar = _Progress(verbose, N, f"epoch {epoch + 1}/{epochs}")

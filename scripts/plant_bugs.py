@@ -43,6 +43,74 @@ MUTATIONS = [
      "dxp[n, c, i * sh + p, j + q] += dcols[r, k + j]",
      "dxp[n, c, i * sh + p, j + q] = dcols[r, k + j]",
      ["tests/test_conv_algorithms.py"]),
+    ("fast-col2im-overwrites", "cycnn/_fastconv.pyx",
+     "                    d[t] += s[t]",
+     "                    d[t] = s[t]",
+     ["tests/test_conv_fast.py"]),
+    ("fast-left-padding-off-by-one", "cycnn/_fastconv.pyx",
+     "        lo = (pl - e + sw - 1) // sw if pl > e else 0\n        d = W - 1 + pl - e\n"
+     "        hi = d // sw + 1 if d >= 0 else 0\n        if hi > Wc:\n            hi = Wc\n"
+     "        if lo > hi:",
+     "        lo = (pl - e) // sw if pl > e else 0\n        d = W - 1 + pl - e\n"
+     "        hi = d // sw + 1 if d >= 0 else 0\n        if hi > Wc:\n            hi = Wc\n"
+     "        if lo > hi:",
+     ["tests/test_conv_fast.py"]),
+    ("fast-groups-overwrite", "cycnn/_fastconv.pyx",
+     "dw[f, k] += pdw0[(gg * Fp + f) * Kdot + k]",
+     "dw[f, k] = pdw0[(gg * Fp + f) * Kdot + k]",
+     ["tests/test_conv_fast.py"]),
+    ("fast-db-last-chunk-only", "cycnn/_fastconv.pyx",
+     "        db[f] += acc",
+     "        db[f] = acc",
+     ["tests/test_conv_fast.py"]),
+    ("fast-phase-offset-ignored", "cycnn/conv.py",
+     "            + q // nq * (nq // sw)\n",
+     "            + q // nq\n",
+     ["tests/test_conv_fast.py"]),
+    ("fast-interleaved-row-pitch", "cycnn/_fastconv.pyx",
+     "                s = yw + f * ld + (ii * gi + g) * Wc",
+     "                s = yw + f * ld + (g * gi + ii) * Wc",
+     ["tests/test_conv_fast.py"]),
+    ("fastpool-last-tie-wins", "cycnn/_fastpool.pyx",
+     "            take = c > best",
+     "            take = c >= best",
+     ["tests/test_pooling_fast.py"]),
+    ("fastpool-bottom-right-index", "cycnn/_fastpool.pyx",
+     "at = W + 1 if take else at",
+     "at = W if take else at",
+     ["tests/test_pooling_fast.py"]),
+    ("fastpool-nan-in-last-cell-missed", "cycnn/_fastpool.pyx",
+     "nan = nan | (a != a) | (b != b) | (c != c) | (d != d)",
+     "nan = nan | (a != a) | (b != b) | (c != c)",
+     ["tests/test_pooling_fast.py"]),
+    ("fastpool-route-ignores-stride", "cycnn/pool.py",
+     "geo.inside and geo.size == geo.stride == (2, 2) and",
+     "geo.inside and geo.size == (2, 2) and",
+     ["tests/test_pooling_fast.py"]),
+    ("shard-loss-gradient-unscaled", "cycnn/_sharding.py",
+     "        dy *= dy.dtype.type((s1 - s0) / N)",
+     "        pass",
+     ["tests/test_threads.py"]),
+    ("shard-gradients-not-summed", "cycnn/_sharding.py",
+     "                total = total + twin.layers[i].grads[name]",
+     "                total = twin.layers[i].grads[name]",
+     ["tests/test_threads.py"]),
+    ("shard-sees-process-threads", "cycnn/_threads.py",
+     '    return getattr(_pins, "n", None) or _num_threads',
+     "    return _num_threads",
+     ["tests/test_threads.py"]),
+    ("shard-pool-kept-after-fork", "cycnn/_sharding.py",
+     "if _pool is None or _pool_size < workers or _pool_pid != os.getpid():",
+     "if _pool is None or _pool_size < workers:",
+     ["tests/test_threads.py"]),
+    ("fast-route-takes-dilation-and-groups", "cycnn/conv.py",
+     "    fast = plain and groups == 1 and yshape[0] > 0",
+     "    fast = yshape[0] > 0",
+     ["tests/test_conv_fast.py"]),
+    ("fastpool-takes-padded-windows", "cycnn/pool.py",
+     "if FAST_2X2 and geo.inside and geo.size == geo.stride == (2, 2)",
+     "if FAST_2X2 and geo.size == geo.stride == (2, 2)",
+     ["tests/test_pooling_fast.py"]),
     ("maxpool-dx-overwrites", "cycnn/_pool.pyx",
      "dx[nc, argmax[nc, k]] += dy[nc, k]",
      "dx[nc, argmax[nc, k]] = dy[nc, k]",
@@ -102,8 +170,13 @@ MUTATIONS = [
 ]
 
 
-def _build_baseline():
-    env = dict(os.environ, CYCNN_VARIANTS="")
+def _build_baseline(restore=False):
+    """Rebuild the baseline kernels only; ``restore`` rebuilds as a normal build does, so
+    that the build record (cycnn._cpu.REQUESTED) names every variant again, as it did
+    before the first mutation."""
+    env = dict(os.environ) if restore else dict(os.environ, CYCNN_VARIANTS="")
+    if restore:
+        env.pop("CYCNN_VARIANTS", None)
     subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=ROOT,
                    env=env, check=True, capture_output=True)
 
@@ -150,6 +223,8 @@ def main(argv=None):
         verdict, detail = plant(name, path, old, new, tests)
         survived += verdict != "caught"
         print(f"{verdict:9} {name:32} {time.perf_counter() - t0:5.0f} s  {detail}", flush=True)
+    if any(path.endswith(".pyx") for _, path, _, _, _ in chosen):
+        _build_baseline(restore=True)  # once: the variant builds are named again
     print(f"{len(chosen) - survived} of {len(chosen)} planted bugs caught")
     return 1 if survived else 0
 

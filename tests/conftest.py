@@ -33,6 +33,7 @@ def always_parallel(monkeypatch):
     import cycnn.pool
 
     monkeypatch.setattr(cycnn.conv, "PARALLEL_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cycnn.conv, "FAST_PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(cycnn.pool, "PARALLEL_MIN_ELEMENTS", 0)
 
 

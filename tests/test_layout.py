@@ -25,10 +25,11 @@ ALLOWED = {
     "_validate": set(),
     "_io": set(),
     "_dispatch": {"_cpu"},
+    "_caches": set(),
     "_threads": {"_validate"},
     "geometry": {"_validate"},
     "reference": {"_validate", "geometry"},
-    "conv": {"_dispatch", "_threads", "_validate", "geometry"},
+    "conv": {"_caches", "_dispatch", "_threads", "_validate", "geometry"},
     "pool": {"_dispatch", "_threads", "_validate", "geometry"},
     "activations": {"_validate"},
     "dense": {"_validate"},
@@ -39,8 +40,10 @@ ALLOWED = {
     "layers": {"_validate", "activations", "conv", "dense", "geometry", "losses", "pool"},
     # Sequential.fit and .save are one-line conveniences that hand over to training.py and
     # checkpoint.py (imported inside the methods); nothing else in model.py uses them
-    "model": {"_validate", "layers", "training", "checkpoint"},
-    "training": {"_validate", "layers", "optim"},
+    "model": {"_sharding", "_threads", "_validate", "layers", "training", "checkpoint"},
+    # a training step cut into one shard per thread: the model's own passes on each shard
+    "_sharding": {"_threads"},
+    "training": {"_threads", "_validate", "layers", "optim"},
     "checkpoint": {"_io", "_validate", "layers", "model", "optim"},
     "interop": set(),
     "zoo": {"layers", "model"},

@@ -5,6 +5,12 @@ index owns its output slice and adds its terms in the same order whatever the th
 count, and the BLAS call of the im2col route is the same call either way (``threads=``
 sets only cycnn's own loops), so equal inputs give equal bits."""
 
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+
 import numpy as np
 import pytest
 
@@ -12,6 +18,7 @@ import cycnn
 import cycnn.conv
 import cycnn.pool
 from conftest import needs_openmp
+from cycnn import _sharding
 
 
 def test_threads_for_uses_one_thread_below_the_threshold():
@@ -52,3 +59,223 @@ def test_pooling_on_two_threads_matches_one(always_parallel, kind, size, stride)
     np.testing.assert_array_equal(y1, y2)
     dy = rng.standard_normal(y1.shape)
     np.testing.assert_array_equal(bwd(dy, c1, threads=1), bwd(dy, c2, threads=2))
+
+
+def test_fit_runs_blas_on_one_thread_and_restores_it():
+    """During fit the compiled loops own the cores: NumPy's BLAS is held to one thread
+    (read back through threadpoolctl from inside the loop), and the caller's limit
+    returns afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    if not blas_threads():
+        pytest.skip("NumPy reports no BLAS library to threadpoolctl")
+    seen = []
+    model = cycnn.Sequential(cycnn.Flatten(), cycnn.Dense(4, 3, rng=0))
+    x = np.random.default_rng(0).standard_normal((8, 1, 2, 2)).astype(np.float32)
+    y = np.arange(8) % 3
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        model.fit(x, y, epochs=1, batch_size=4, optimizer=cycnn.SGD(0.1),
+                  on_epoch_end=lambda epoch, history: seen.append(blas_threads()))
+        assert seen == [[1] * len(before)]
+        assert blas_threads() == before
+
+
+# --------------------------------------------------------------------------- sharded steps
+# cycnn/_sharding.py: with CYCNN_SHARD_STEPS=1, a training step on several threads cuts
+# the batch into one shard per thread. The shards' gradients are the same sums as the
+# whole batch's, added in another order, so they agree with the whole step to rounding
+# (float64: 1e-12).
+
+@pytest.fixture
+def shards_on(monkeypatch):
+    """Sharded steps, as CYCNN_SHARD_STEPS=1 asks (they are off by default)."""
+    monkeypatch.setattr(_sharding, "ENABLED", True)
+
+
+def _net(seed=0, dtype=np.float64):
+    return cycnn.Sequential(
+        cycnn.Conv2D(1, 4, 3, rng=seed, dtype=dtype), cycnn.ReLU(), cycnn.MaxPool2D(2),
+        cycnn.Conv2D(4, 5, 3, padding=1, rng=seed + 1, dtype=dtype), cycnn.ReLU(),
+        cycnn.AvgPool2D(2), cycnn.Flatten(), cycnn.Dense(5 * 2 * 2, 3, rng=seed + 2, dtype=dtype))
+
+
+def _net_of_every_kind(seed=0, dtype=np.float64):
+    """Dilation, groups, a padding mode, a transposed convolution, pooling with padding."""
+    return cycnn.Sequential(
+        cycnn.Conv2D(1, 4, 3, padding=2, dilation=2, padding_mode="reflect", rng=seed,
+                     dtype=dtype), cycnn.ReLU(),
+        cycnn.Conv2D(4, 4, 3, padding=1, groups=2, rng=seed + 1, dtype=dtype),
+        cycnn.MaxPool2D(2, padding=1), cycnn.ConvTranspose2D(4, 2, 2, stride=2, rng=seed + 2,
+                                                             dtype=dtype),
+        cycnn.AvgPool2D(3, 3), cycnn.Flatten(), cycnn.Dense(2 * 4 * 4, 3, rng=seed + 3,
+                                                            dtype=dtype))
+
+
+def _step(threads, sharded, batch, dtype, monkeypatch, seed=0, net=_net):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 1, 10, 10)).astype(dtype)
+    y = rng.integers(0, 3, batch)
+    model = net(dtype=dtype)
+    monkeypatch.setattr(_sharding, "ENABLED", sharded)
+    old = cycnn.get_num_threads()
+    cycnn.set_num_threads(threads)
+    try:
+        loss, correct = model.train_step(x, y, cycnn.SGD(0.1, momentum=0.9))
+    finally:
+        cycnn.set_num_threads(old)
+    return loss, correct, model
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+@pytest.mark.parametrize("threads, batch", [(2, 16), (2, 37), (3, 40), (4, 33)])
+def test_sharded_step_equals_the_whole_step(threads, batch, dtype, tol, monkeypatch):
+    loss1, correct1, whole = _step(1, False, batch, dtype, monkeypatch)
+    loss2, correct2, shard = _step(threads, True, batch, dtype, monkeypatch)
+    assert _sharding.shards(shard, batch, threads) is not None
+    assert correct2 == correct1
+    np.testing.assert_allclose(loss2, loss1, rtol=tol)
+    g1, g2 = whole.gradients(), shard.gradients()
+    assert list(g2) == list(g1) and len(g1) == 6
+    for k in g1:
+        assert g2[k].dtype == dtype
+        np.testing.assert_allclose(g2[k], g1[k], rtol=tol, atol=tol)
+    p1, p2 = whole.parameters(), shard.parameters()
+    for k in p1:
+        np.testing.assert_allclose(p2[k], p1[k], rtol=tol, atol=tol)
+
+
+def test_sharded_step_with_every_kind_of_layer(monkeypatch):
+    loss1, correct1, whole = _step(1, False, 24, np.float64, monkeypatch, net=_net_of_every_kind)
+    loss2, correct2, shard = _step(2, True, 24, np.float64, monkeypatch, net=_net_of_every_kind)
+    assert _sharding.shards(shard, 24, 2) is not None and correct1 == correct2
+    np.testing.assert_allclose(loss2, loss1, rtol=1e-12)
+    g1, g2 = whole.gradients(), shard.gradients()
+    assert list(g1) == list(g2) and len(g1) == 8
+    for k in g1:
+        np.testing.assert_allclose(g2[k], g1[k], rtol=1e-12, atol=1e-12)
+
+
+def test_a_sharded_step_is_the_same_bits_every_run(monkeypatch):
+    runs = [_step(2, True, 30, np.float32, monkeypatch) for _ in range(2)]
+    assert runs[0][0] == runs[1][0]
+    p1, p2 = runs[0][2].parameters(), runs[1][2].parameters()
+    for k in p1:
+        np.testing.assert_array_equal(p1[k], p2[k])
+
+
+@pytest.mark.usefixtures("shards_on")
+def test_shards_cover_the_batch_in_order():
+    model = _net()
+    for n, threads in [(16, 2), (17, 2), (100, 3), (33, 4), (64, 2)]:
+        spans = _sharding.shards(model, n, threads)
+        assert spans[0][0] == 0 and spans[-1][1] == n and len(spans) == threads
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+        sizes = [b - a for a, b in spans]
+        assert max(sizes) - min(sizes) <= 1 and min(sizes) >= _sharding.MIN_SHARD
+
+
+class _BatchMean(cycnn.Layer):
+    """A layer that mixes samples (subtracts the batch mean): it must not be sharded."""
+
+    def forward(self, x):
+        return x - x.mean(axis=0)
+
+    def backward(self, dy, need_dx=True):
+        return dy - dy.mean(axis=0)
+
+
+@pytest.mark.usefixtures("shards_on")
+def test_whole_steps_where_sharding_cannot_or_does_not_pay():
+    model = _net()
+    assert _sharding.shards(model, 64, 1) is None  # one thread
+    assert _sharding.shards(model, 2 * _sharding.MIN_SHARD - 1, 2) is None  # shards too small
+    assert len(_sharding.shards(model, 3 * _sharding.MIN_SHARD, 4)) == 3  # as many as fit
+    mixed = cycnn.Sequential(cycnn.Flatten(), _BatchMean(), cycnn.Dense(4, 3, rng=0))
+    assert _sharding.shards(mixed, 64, 2) is None  # a layer that reads other samples
+
+
+def test_shards_are_off_unless_asked_for(monkeypatch):
+    monkeypatch.setattr(_sharding, "ENABLED", False)
+    assert _sharding.shards(_net(), 64, 2) is None
+    code = "from cycnn import _sharding; print(_sharding.ENABLED)"
+    for value, want in (("1", "True"), ("0", "False"), ("", "False")):
+        env = dict(os.environ, CYCNN_SHARD_STEPS=value)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.stdout.strip() == want, out.stderr
+
+
+@pytest.mark.usefixtures("shards_on")
+def test_each_shard_runs_its_loops_on_its_own_thread(monkeypatch):
+    """Inside a shard the kernels default to one thread (the shards are the parallel
+    work); the caller's default comes back after the step."""
+    seen = []
+
+    class Spy(cycnn.ReLU):
+        def forward(self, x):
+            seen.append((threading.current_thread().name, cycnn.get_num_threads()))
+            return super().forward(x)
+
+    model = cycnn.Sequential(cycnn.Flatten(), Spy(), cycnn.Dense(4, 3, rng=0))
+    x = np.random.default_rng(0).standard_normal((32, 1, 2, 2))
+    old = cycnn.get_num_threads()
+    cycnn.set_num_threads(2)
+    try:
+        model.train_step(x, np.arange(32) % 3, cycnn.SGD(0.1))
+        assert cycnn.get_num_threads() == 2
+    finally:
+        cycnn.set_num_threads(old)
+    assert sorted(n for _, n in seen) == [1, 1]
+    assert len({name for name, _ in seen}) == 2  # two threads took a shard each
+
+
+@pytest.mark.usefixtures("shards_on")
+def test_an_error_in_a_shard_reaches_the_caller(monkeypatch):
+    class Fails(cycnn.ReLU):
+        def forward(self, x):
+            if threading.current_thread() is not threading.main_thread():
+                raise FloatingPointError("shard failed")
+            return super().forward(x)
+
+    model = cycnn.Sequential(cycnn.Flatten(), Fails(), cycnn.Dense(4, 3, rng=0))
+    x = np.random.default_rng(0).standard_normal((32, 1, 2, 2))
+    old = cycnn.get_num_threads()
+    cycnn.set_num_threads(2)
+    try:
+        with pytest.raises(FloatingPointError, match="shard failed"):
+            model.train_step(x, np.arange(32) % 3, cycnn.SGD(0.1))
+        assert cycnn.get_num_threads() == 2  # the caller's pin was undone
+    finally:
+        cycnn.set_num_threads(old)
+
+
+@pytest.mark.usefixtures("shards_on")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this OS")
+def test_a_forked_child_makes_its_own_shard_workers(monkeypatch):
+    """A child process forked after a sharded step inherits the worker pool but not its
+    threads; its own sharded steps must not wait for workers that do not exist."""
+    _step(2, True, 32, np.float64, monkeypatch)  # the parent's pool now exists
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as workers:
+        loss = workers.apply_async(_child_step).get(timeout=60)
+    want = _step(2, True, 32, np.float64, monkeypatch)[0]
+    assert loss == want  # same shards, same thread count: the same bits
+
+
+def _child_step():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 1, 10, 10))
+    y = rng.integers(0, 3, 32)
+    cycnn.set_num_threads(2)
+    return _net().train_step(x, y, cycnn.SGD(0.1, momentum=0.9))[0]
+
+
+def test_the_built_in_layers_say_they_are_per_sample():
+    from cycnn.layers import LAYERS
+    assert all(cls.per_sample for cls in LAYERS.values())
+    assert not cycnn.Layer.per_sample  # a new layer is whole-batch until it says otherwise

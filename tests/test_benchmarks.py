@@ -1,0 +1,32 @@
+"""The benchmark scripts still run against the current API (nothing here is timed): the
+per-phase profile with each set of routes, and the Markdown that run_all.py writes."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import profile_step  # noqa: E402
+import run_all  # noqa: E402
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("routes, threads", [("before", 1), ("after", 1), ("after", 2),
+                                             ("after-shards", 2)])
+def test_profile_step_runs_each_set_of_routes(routes, threads):
+    p = profile_step.run_child(threads, 2, "digits", routes)
+    assert p is not None, "the profile's child process failed (see stderr above)"
+    ms = p["ms"]
+    assert p["steps"] == 2 and ms["total"] > 0
+    assert sum(k.endswith("forward") for k in ms) == 12  # LeNet-5's twelve layers
+    sharded = routes == "after-shards"
+    assert ("batching, loss, Python" in ms) == (not sharded)
+
+
+def test_run_all_keeps_tables_and_line_breaks():
+    out = run_all._markdown("cpu: X\nload 1.0\n| a | b |\n|---|---|\n| 1 | 2 |\nafter *x*\n")
+    assert out == "load 1.0  \n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nafter \\*x\\*\n"
+    assert run_all._markdown("cpu: X\n", machine=True) == "cpu: X\n"
