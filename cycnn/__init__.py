@@ -24,17 +24,21 @@ from . import conv, datasets, reference  # noqa: E402
 from ._dispatch import chosen as _chosen_kernels  # noqa: E402
 from ._threads import *  # noqa: E402,F403
 from .activations import *  # noqa: E402,F403
+from .augment import *  # noqa: E402,F403
 from .checkpoint import *  # noqa: E402,F403
 from .conv import *  # noqa: E402,F403
 from .dense import *  # noqa: E402,F403
+from .dropout import *  # noqa: E402,F403
 from .geometry import *  # noqa: E402,F403
 from .gradcheck import *  # noqa: E402,F403
 from .interop import *  # noqa: E402,F403
 from .layers import *  # noqa: E402,F403
 from .losses import *  # noqa: E402,F403
 from .model import *  # noqa: E402,F403
+from .norm import *  # noqa: E402,F403
 from .optim import *  # noqa: E402,F403
 from .pool import *  # noqa: E402,F403
+from .schedules import *  # noqa: E402,F403
 from .training import *  # noqa: E402,F403
 from .zoo import *  # noqa: E402,F403
 
@@ -43,8 +47,8 @@ __version__ = "0.1.0"
 #: the submodules whose ``__all__`` make up cycnn's public names, in this order (by name:
 #: the function ``gradcheck`` has taken the name of its module)
 _PUBLIC_MODULES = ("geometry", "conv", "pool", "activations", "dense", "losses", "gradcheck",
-                   "_threads", "layers", "model", "training", "optim", "checkpoint", "interop",
-                   "zoo")
+                   "norm", "dropout", "augment", "_threads", "layers", "model", "training",
+                   "optim", "schedules", "checkpoint", "interop", "zoo")
 
 __all__ = [name for module in _PUBLIC_MODULES
            for name in _sys.modules[f"{__name__}.{module}"].__all__]
