@@ -4,8 +4,9 @@ Layout is NCHW, weights are ``(F, C, KH, KW)`` and biases ``(F,)``, as in PyTorc
 
 The public names are those of the submodules' own ``__all__`` lists, gathered below in
 the order the modules depend on each other (kernels and geometry first, the model and its
-surroundings last), plus the modules :mod:`cycnn.reference` and :mod:`cycnn.datasets`
-and :func:`build_info`.
+surroundings last), plus the modules :mod:`cycnn.reference`, :mod:`cycnn.datasets`,
+:mod:`cycnn.images` (image files as model input) and :mod:`cycnn.recipes` (what ``cycnn
+train`` runs by default), and :func:`build_info`.
 """
 
 import os as _os
@@ -20,7 +21,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if "numpy" not in _sys.modules:
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from . import conv, datasets, reference  # noqa: E402
+from . import conv, datasets, images, recipes, reference  # noqa: E402
 from ._dispatch import chosen as _chosen_kernels  # noqa: E402
 from ._threads import *  # noqa: E402,F403
 from .activations import *  # noqa: E402,F403
@@ -34,6 +35,7 @@ from .gradcheck import *  # noqa: E402,F403
 from .interop import *  # noqa: E402,F403
 from .layers import *  # noqa: E402,F403
 from .losses import *  # noqa: E402,F403
+from .metrics import *  # noqa: E402,F403
 from .model import *  # noqa: E402,F403
 from .norm import *  # noqa: E402,F403
 from .optim import *  # noqa: E402,F403
@@ -48,11 +50,11 @@ __version__ = "0.1.0"
 #: the function ``gradcheck`` has taken the name of its module)
 _PUBLIC_MODULES = ("geometry", "conv", "pool", "activations", "dense", "losses", "gradcheck",
                    "norm", "dropout", "augment", "_threads", "layers", "model", "training",
-                   "optim", "schedules", "checkpoint", "interop", "zoo")
+                   "optim", "schedules", "metrics", "checkpoint", "interop", "zoo")
 
 __all__ = [name for module in _PUBLIC_MODULES
            for name in _sys.modules[f"{__name__}.{module}"].__all__]
-__all__ += ["reference", "datasets", "build_info"]
+__all__ += ["reference", "datasets", "images", "recipes", "build_info"]
 
 
 def build_info():

@@ -339,11 +339,12 @@ class Sequential:
                    initial_epoch=initial_epoch, verbose=verbose, loss=loss,
                    on_epoch_end=on_epoch_end, augment=augment, scheduler=scheduler)
 
-    def save(self, path, optimizer=None, meta=None):
-        """Write a checkpoint: see :func:`cycnn.checkpoint.save`."""
+    def save(self, path, optimizer=None, meta=None, scheduler=None):
+        """Write a checkpoint (``.npz``, or ``.safetensors`` for weights only): see
+        :func:`cycnn.checkpoint.save`."""
         from .checkpoint import save
 
-        return save(self, path, optimizer, meta)
+        return save(self, path, optimizer, meta, scheduler)
 
     # ---------------------------------------------------------------- summary
     def summary(self, input_shape=None) -> str:

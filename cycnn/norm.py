@@ -53,8 +53,10 @@ class BatchNormCache(NamedTuple):
     training: bool
 
 
-def _axes(x):
-    return (0, *range(2, x.ndim))
+def _channel_sum(a):
+    """``a`` summed over every axis but axis 1, as ``(N, C, rest)``: the contiguous last
+    axis first, then the batch (several times faster than one sum over axes (0, 2, 3))."""
+    return a.reshape(a.shape[0], a.shape[1], -1).sum(axis=2).sum(axis=0)
 
 
 def _per_channel(a, x):
@@ -129,16 +131,15 @@ def batch_norm_forward(x, weight, bias, running_mean=None, running_var=None, *,
     _check(func, x, weight=weight, bias=bias, running_mean=running_mean,
            running_var=running_var)
     dt = x.dtype
-    axes = _axes(x)
     M = x.size // x.shape[1] if x.shape[1] else 0
     if training:
         if M <= 1:
             raise ValueError(f"{func}: training needs more than one value per channel, got "
                              f"x.shape={x.shape} (the batch variance of one value is "
                              "undefined; PyTorch refuses it too)")
-        mean = x.mean(axis=axes, dtype=dt)
+        mean = _channel_sum(x) / dt.type(M)
         centred = x - _per_channel(mean, x)
-        var = np.mean(centred * centred, axis=axes, dtype=dt)
+        var = _channel_sum(np.square(centred)) / dt.type(M)
         if running_mean is not None:
             running_mean *= 1 - momentum
             running_mean += momentum * mean
@@ -153,8 +154,10 @@ def batch_norm_forward(x, weight, bias, running_mean=None, running_var=None, *,
         var = np.asarray(running_var, dt)
         centred = x - _per_channel(mean, x)
     inv_std = (1 / np.sqrt(var + dt.type(eps))).astype(dt)
-    xhat = centred * _per_channel(inv_std, x)
-    y = xhat * _per_channel(weight, x) + _per_channel(bias, x)
+    xhat = centred
+    xhat *= _per_channel(inv_std, x)  # in place: centred is not needed any more
+    y = xhat * _per_channel(weight, x)
+    y += _per_channel(bias, x)
     return y, BatchNormCache(xhat, inv_std, weight, bool(training))
 
 
@@ -201,13 +204,15 @@ def batch_norm_backward(dy, cache):
                          f"{xhat.shape}, got dy.shape={dy.shape}")
     dy = np.asarray(dy, dtype=np.result_type(xhat.dtype, dy.dtype)
                     if dy.dtype.kind == "f" else np.float64)
-    axes = _axes(dy)
-    db = dy.sum(axis=axes)
-    dw = np.sum(dy * xhat, axis=axes)
+    db = _channel_sum(dy)
+    dw = _channel_sum(dy * xhat)
     # dxhat = dy * w, so sum(dxhat) = w * db and sum(dxhat * xhat) = w * dw
     scale = _per_channel(weight * inv_std, dy)
     if not training:
         return dy * scale, dw, db
     M = dy.size // dy.shape[1]
-    dx = scale * (dy - _per_channel(db / M, dy) - xhat * _per_channel(dw / M, dy))
+    dx = xhat * _per_channel(dw / M, dy)
+    np.subtract(dy, dx, out=dx)
+    dx -= _per_channel(db / M, dy)
+    dx *= scale
     return dx, dw, db
