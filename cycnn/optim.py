@@ -197,13 +197,14 @@ class Adam(Optimizer):
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__()
-        self.lr = as_real("Adam", "lr", lr, 0.0, lo_open=True)
+        cls = type(self).__name__
+        self.lr = as_real(cls, "lr", lr, 0.0, lo_open=True)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"Adam: betas must be a pair, got {betas!r}")
-        self.betas = (as_real("Adam", "betas[0]", betas[0], 0.0, 1.0, hi_open=True),
-                      as_real("Adam", "betas[1]", betas[1], 0.0, 1.0, hi_open=True))
-        self.eps = as_real("Adam", "eps", eps, 0.0)
-        self.weight_decay = as_real("Adam", "weight_decay", weight_decay, 0.0)
+            raise ValueError(f"{cls}: betas must be a pair, got {betas!r}")
+        self.betas = (as_real(cls, "betas[0]", betas[0], 0.0, 1.0, hi_open=True),
+                      as_real(cls, "betas[1]", betas[1], 0.0, 1.0, hi_open=True))
+        self.eps = as_real(cls, "eps", eps, 0.0)
+        self.weight_decay = as_real(cls, "weight_decay", weight_decay, 0.0)
 
     def config(self):
         return {"type": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
