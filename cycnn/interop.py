@@ -114,6 +114,7 @@ def to_torch(model):
     tm = nn.Sequential(*(_torch_module(layer, nn) for layer in model.layers)).to(dtype)
     tm.load_state_dict({k: torch.from_numpy(np.array(v))
                         for k, v in model.state_dict().items()})
+    tm.train(any(layer.training for layer in model.layers))
     for layer, module in zip(model.layers, tm):
         module.train(layer.training)
     return tm
