@@ -78,24 +78,26 @@ def affine_warp(x, matrices, shifts):
     ii, jj = np.meshgrid(np.arange(H) - ci, np.arange(W) - cj, indexing="ij")
     di = ii.ravel()[None] - t[:, :1]                                  # (N, H*W)
     dj = jj.ravel()[None] - t[:, 1:]
-    rows = inv[:, 0, :1] * di + inv[:, 0, 1:] * dj + ci               # source row, column
-    cols = inv[:, 1, :1] * di + inv[:, 1, 1:] * dj + cj
+    # source row and column of every output pixel, clipped to one pixel beyond the
+    # image: there the four neighbours are padding zeros (weight 1 on a zero), so no
+    # mask is needed, and inside the image nothing changes
+    rows = np.clip(inv[:, 0, :1] * di + inv[:, 0, 1:] * dj + ci, -1, H)
+    cols = np.clip(inv[:, 1, :1] * di + inv[:, 1, 1:] * dj + cj, -1, W)
     r0, c0 = np.floor(rows), np.floor(cols)
-    fr, fc = rows - r0, cols - c0
-    r0, c0 = r0.astype(np.intp), c0.astype(np.intp)
-    flat = x.reshape(-1)
-    # flat index of pixel 0 of every (n, c) plane, as a column: one gather per corner
-    planes = (np.arange(N * C) * (H * W)).reshape(N, C, 1)
-    out = np.zeros((N, C, H * W), x.dtype)
-    for dr, dc, weight in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc),
-                           (1, 0, fr * (1 - fc)), (1, 1, fr * fc)):
-        r, c = r0 + dr, c0 + dc
-        inside = (r >= 0) & (r < H) & (c >= 0) & (c < W)
-        if not inside.any():
-            continue
-        pixel = np.where(inside, r * W + c, 0)[:, None, :]             # (N, 1, H*W)
-        weight = np.where(inside, weight, 0.0).astype(x.dtype)[:, None, :]
-        out += flat.take(planes + pixel) * weight
+    fr, fc = (rows - r0).astype(x.dtype), (cols - c0).astype(x.dtype)
+    # the image padded with one zero row/column before and two after: indices r0 + 1 and
+    # r0 + 2 (and the same for columns) are then always inside
+    Hp, Wp = H + 3, W + 3
+    xp = np.zeros((N * C, Hp, Wp), x.dtype)
+    xp[:, 1:H + 1, 1:W + 1] = x.reshape(N * C, H, W)
+    flat = xp.reshape(-1)
+    top = (r0.astype(np.intp) + 1) * Wp + (c0.astype(np.intp) + 1)    # (N, H*W)
+    top = (np.arange(N * C).reshape(N, C, 1) * (Hp * Wp)) + top[:, None, :]
+    gr, gc = 1 - fr, 1 - fc
+    out = flat.take(top) * (gr * gc)[:, None, :]
+    out += flat.take(top + 1) * (gr * fc)[:, None, :]
+    out += flat.take(top + Wp) * (fr * gc)[:, None, :]
+    out += flat.take(top + Wp + 1) * (fr * fc)[:, None, :]
     return out.reshape(N, C, H, W)
 
 
