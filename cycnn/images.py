@@ -19,6 +19,7 @@ the file and the problem; PNG and JPEG need Pillow (``pip install 'cycnn[images]
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -110,25 +111,33 @@ def _read_picture(path: Path) -> np.ndarray:
     except ImportError:
         raise _fail(path, "reading PNG or JPEG files needs Pillow: pip install "
                           "'cycnn[images]' (or save the image as .npy)") from None
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # larger: Pillow raises DecompressionBombError
+    too_big = _fail(path, f"image is outside the sizes read (1 to {MAX_PIXELS:,} pixels)")
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check, at our limit
     try:
-        with Image.open(path, formats=["PNG", "JPEG"]) as im:
-            w, h = im.size
-            if w * h > MAX_PIXELS or w == 0 or h == 0:
-                raise _fail(path, f"image of {w}x{h} pixels is outside the sizes read "
-                                  f"(1 to {MAX_PIXELS:,} pixels)")
-            im.load()
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and
-                                                   "transparency" in im.info):
-                im = im.convert("RGBA")
-                page = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(page, im)
-            grey = np.asarray(im.convert("L"), dtype=np.float64) / 255
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=["PNG", "JPEG"]) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS or w == 0 or h == 0:
+                    raise _fail(path, f"image of {w}x{h} pixels is outside the sizes read "
+                                      f"(1 to {MAX_PIXELS:,} pixels)")
+                im.load()
+                if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and
+                                                       "transparency" in im.info):
+                    im = im.convert("RGBA")
+                    page = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                    im = Image.alpha_composite(page, im)
+                grey = np.asarray(im.convert("L"), dtype=np.float64) / 255
     except ImageError:
         raise
-    except Exception as e:  # UnidentifiedImageError, truncated data, bombs, bad chunks
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise too_big from None
+    except Exception as e:  # UnidentifiedImageError, truncated data, bad chunks, ...
         raise _fail(path, f"not a readable PNG or JPEG image ({type(e).__name__}: "
                           f"{e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
     return grey
 
 
