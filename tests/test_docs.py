@@ -155,6 +155,12 @@ INCLUDES = {
     "cycnn/training.py:7:9": ["    for epoch in range(initial_epoch, epochs):",
                               "model.train_step(x[idx], y[idx], optimizer)"],
     "cycnn/optim.py:@SGD._update": ["w -= self.lr * g"],
+    "cycnn/norm.py:@batch_norm_backward": ["_channel_sum(dy)", "_channel_sum(dy * xhat)",
+                                           "dx -= _per_channel(db / M, dy)"],
+    "cycnn/norm.py:@batch_norm_forward": ["_channel_sum(x) / dt.type(M)",
+                                          "running_var += momentum * (var * (M / (M - 1)))"],
+    "cycnn/layers.py:@_BatchNorm.forward": ["batch_norm_forward(", "num_batches_tracked"],
+    "cycnn/dropout.py:@dropout_forward": ["rng.random(x.shape", "1 / (1 - p)"],
     "cycnn/reference.py:@conv2d_backward": [
         "dilate(dy, (sh, sw))", "rotate180(w)", "dxp[:, :, pt:pt + H, pl:pl + W]",
         "dy.sum(axis=(0, 2, 3))",
