@@ -1,4 +1,4 @@
-"""Batch normalisation in plain NumPy: forward (training and inference) and backward.
+"""Batch normalisation: forward (training and inference) and backward.
 
 For a batch ``x`` with channels on axis 1 (``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)``),
 every channel ``c`` is normalised over the ``M`` values it has in the batch (all axes
@@ -18,15 +18,26 @@ pass (derived on the docs page "More layers")::
 where each ``sum`` runs over the ``M`` values of channel ``c``. The running estimates
 follow PyTorch's convention: ``running <- (1 - momentum) * running + momentum * batch``,
 with the *unbiased* batch variance ``var * M / (M - 1)`` going into ``running_var``.
+
+The public functions check their arguments and allocate the outputs; the loops are in
+``cycnn/_norm.pyx`` (one channel per thread, sums in double precision).
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
+from . import _dispatch
+from ._threads import resolve_threads
 from ._validate import as_array, as_float, as_real
+
+_norm = _dispatch.load("_norm")
+
+#: below this many values the kernels run on one thread (starting threads costs more)
+PARALLEL_MIN_ELEMENTS = 1 << 15
 
 __all__ = ["batch_norm_forward", "batch_norm_backward", "BatchNormCache"]
 
@@ -38,7 +49,7 @@ class BatchNormCache(NamedTuple):
     ----------
     xhat : ndarray, shape of x
         The normalised input ``(x - mean) / sqrt(var + eps)``.
-    inv_std : ndarray, shape (C,)
+    inv_std : ndarray of float64, shape (C,)
         ``1 / sqrt(var + eps)`` (batch variance in training, running in inference).
     weight : ndarray, shape (C,)
         The scale ``w`` used.
@@ -53,15 +64,18 @@ class BatchNormCache(NamedTuple):
     training: bool
 
 
-def _channel_sum(a):
-    """``a`` summed over every axis but axis 1, as ``(N, C, rest)``: the contiguous last
-    axis first, then the batch (several times faster than one sum over axes (0, 2, 3))."""
-    return a.reshape(a.shape[0], a.shape[1], -1).sum(axis=2).sum(axis=0)
-
-
 def _per_channel(a, x):
     """``a`` of shape (C,) shaped to broadcast against ``x`` along axis 1."""
     return a.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _ncl(a):
+    """An (N, C, ...) array as the C-contiguous (N, C, L) view the kernels take."""
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))
+
+
+def _threads_for(elements, threads):
+    return 1 if elements < PARALLEL_MIN_ELEMENTS else threads
 
 
 def _check(func, x, **vectors):
@@ -80,7 +94,7 @@ def _check(func, x, **vectors):
 
 
 def batch_norm_forward(x, weight, bias, running_mean=None, running_var=None, *,
-                       training=True, momentum=0.1, eps=1e-5):
+                       training=True, momentum=0.1, eps=1e-5, threads=None):
     """Forward pass of batch normalisation (PyTorch's ``F.batch_norm``).
 
     Parameters
@@ -100,6 +114,8 @@ def batch_norm_forward(x, weight, bias, running_mean=None, running_var=None, *,
         opposite of Keras').
     eps : float > 0, default 1e-5
         Added to the variance before the square root.
+    threads : int, optional
+        Threads for this call; defaults to :func:`cycnn.get_num_threads`.
 
     Returns
     -------
@@ -130,38 +146,37 @@ def batch_norm_forward(x, weight, bias, running_mean=None, running_var=None, *,
     eps = as_real(func, "eps", eps, 0.0)
     _check(func, x, weight=weight, bias=bias, running_mean=running_mean,
            running_var=running_var)
-    dt = x.dtype
+    nt = resolve_threads(func, threads)
     M = x.size // x.shape[1] if x.shape[1] else 0
+    x3 = _ncl(x)
     if training:
         if M <= 1:
             raise ValueError(f"{func}: training needs more than one value per channel, got "
                              f"x.shape={x.shape} (the batch variance of one value is "
                              "undefined; PyTorch refuses it too)")
-        mean = _channel_sum(x) / dt.type(M)
-        centred = x - _per_channel(mean, x)
-        var = _channel_sum(np.square(centred)) / dt.type(M)
+        mean, var = np.empty(x.shape[1]), np.empty(x.shape[1])
+        _norm.batch_stats(x3, mean, var, _threads_for(x.size, nt))
         if running_mean is not None:
             running_mean *= 1 - momentum
-            running_mean += momentum * mean
+            running_mean += (momentum * mean).astype(running_mean.dtype)
         if running_var is not None:
             running_var *= 1 - momentum
-            running_var += momentum * (var * (M / (M - 1)))
+            running_var += (momentum * (var * (M / (M - 1)))).astype(running_var.dtype)
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"{func}: inference (training=False) needs running_mean and "
                              "running_var")
-        mean = np.asarray(running_mean, dt)
-        var = np.asarray(running_var, dt)
-        centred = x - _per_channel(mean, x)
-    inv_std = (1 / np.sqrt(var + dt.type(eps))).astype(dt)
-    xhat = centred
-    xhat *= _per_channel(inv_std, x)  # in place: centred is not needed any more
-    y = xhat * _per_channel(weight, x)
-    y += _per_channel(bias, x)
-    return y, BatchNormCache(xhat, inv_std, weight, bool(training))
+        mean = np.asarray(running_mean, np.float64)
+        var = np.asarray(running_var, np.float64)
+    inv_std = 1 / np.sqrt(var + eps)
+    xhat, y = np.empty_like(x3), np.empty_like(x3)
+    _norm.batch_norm_forward(x3, mean, inv_std, np.ascontiguousarray(weight),
+                             np.ascontiguousarray(bias), xhat, y, _threads_for(x.size, nt))
+    return (y.reshape(x.shape),
+            BatchNormCache(xhat.reshape(x.shape), inv_std, weight, bool(training)))
 
 
-def batch_norm_backward(dy, cache):
+def batch_norm_backward(dy, cache, *, threads=None):
     """Backward pass of batch normalisation.
 
     Parameters
@@ -169,6 +184,8 @@ def batch_norm_backward(dy, cache):
     dy : array_like, shape of the forward input
     cache : BatchNormCache
         From :func:`batch_norm_forward`.
+    threads : int, optional
+        Threads for this call; defaults to :func:`cycnn.get_num_threads`.
 
     Returns
     -------
@@ -202,17 +219,12 @@ def batch_norm_backward(dy, cache):
     if dy.shape != xhat.shape:
         raise ValueError(f"{func}: dy must have the shape of the forward input "
                          f"{xhat.shape}, got dy.shape={dy.shape}")
-    dy = np.asarray(dy, dtype=np.result_type(xhat.dtype, dy.dtype)
-                    if dy.dtype.kind == "f" else np.float64)
-    db = _channel_sum(dy)
-    dw = _channel_sum(dy * xhat)
-    # dxhat = dy * w, so sum(dxhat) = w * db and sum(dxhat * xhat) = w * dw
-    scale = _per_channel(weight * inv_std, dy)
-    if not training:
-        return dy * scale, dw, db
-    M = dy.size // dy.shape[1]
-    dx = xhat * _per_channel(dw / M, dy)
-    np.subtract(dy, dx, out=dx)
-    dx -= _per_channel(db / M, dy)
-    dx *= scale
-    return dx, dw, db
+    nt = resolve_threads(func, threads)
+    dt = xhat.dtype
+    dy3 = _ncl(np.asarray(dy, dtype=dt))
+    dx = np.empty_like(dy3)
+    dw, db = np.empty(dy3.shape[1]), np.empty(dy3.shape[1])
+    _norm.batch_norm_backward(dy3, _ncl(xhat), np.asarray(inv_std, np.float64),
+                              np.ascontiguousarray(weight, dt), dx, dw, db, bool(training),
+                              _threads_for(dy3.size, nt))
+    return dx.reshape(xhat.shape), dw.astype(dt), db.astype(dt)

@@ -155,10 +155,11 @@ INCLUDES = {
     "cycnn/training.py:7:9": ["    for epoch in range(initial_epoch, epochs):",
                               "model.train_step(x[idx], y[idx], optimizer)"],
     "cycnn/optim.py:@SGD._update": ["w -= self.lr * g"],
-    "cycnn/norm.py:@batch_norm_backward": ["_channel_sum(dy)", "_channel_sum(dy * xhat)",
-                                           "dx -= _per_channel(db / M, dy)"],
-    "cycnn/norm.py:@batch_norm_forward": ["_channel_sum(x) / dt.type(M)",
-                                          "running_var += momentum * (var * (M / (M - 1)))"],
+    "cycnn/_norm.pyx:@batch_norm_backward": [
+        "prange(C", "sw = sw + dy[n, c, k] * xhat[n, c, k]",
+        "scale * (dy[n, c, k] - mb - xhat[n, c, k] * mw)",
+    ],
+    "cycnn/_norm.pyx:@batch_stats": ["prange(C", "d = x[n, c, k] - m", "var[c] = s / (N * L)"],
     "cycnn/layers.py:@_BatchNorm.forward": ["batch_norm_forward(", "num_batches_tracked"],
     "cycnn/dropout.py:@dropout_forward": ["rng.random(x.shape", "1 / (1 - p)"],
     "cycnn/reference.py:@conv2d_backward": [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cycnn
-from conftest import DTYPES, torch_or_skip
+from conftest import DTYPES, needs_openmp, torch_or_skip
 from cycnn import (
     BatchNorm1D,
     BatchNorm2D,
@@ -441,3 +441,21 @@ def test_doctests_in_the_new_modules():
                  "cycnn.images", "cycnn.recipes"):
         result = doctest.testmod(importlib.import_module(name), extraglobs={"np": np})
         assert result.attempted > 0 and result.failed == 0, name
+
+
+@needs_openmp
+@DTYPES
+def test_batch_norm_kernels_give_the_same_bits_on_any_thread_count(rng, monkeypatch, dtype):
+    """Guaranteed by the kernels: a channel's sums run on one thread, in one order."""
+    import cycnn.norm
+
+    monkeypatch.setattr(cycnn.norm, "PARALLEL_MIN_ELEMENTS", 0)
+    x, w, b = _bn_inputs(rng, (4, 6, 5, 5), dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    out = []
+    for threads in (1, 2, 3):
+        y, cache = batch_norm_forward(x, w, b, threads=threads)
+        out.append((y, *batch_norm_backward(dy, cache, threads=threads)))
+    for other in out[1:]:
+        for a, b_ in zip(out[0], other):
+            np.testing.assert_array_equal(a, b_)
