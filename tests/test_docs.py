@@ -162,6 +162,12 @@ INCLUDES = {
     "cycnn/_norm.pyx:@batch_stats": ["prange(C", "d = x[n, c, k] - m", "var[c] = s / (N * L)"],
     "cycnn/layers.py:@_BatchNorm.forward": ["batch_norm_forward(", "num_batches_tracked"],
     "cycnn/dropout.py:@dropout_forward": ["rng.random(x.shape", "1 / (1 - p)"],
+    "cycnn/recipes.py:@build": ["MODELS[recipe[\"model\"]](seed, dtype)",
+                                "make_schedule(recipe, optimizer, n_train)"],
+    "cycnn/augment.py:@affine_warp": ["np.clip(", "flat.take(top)", "flat.take(top + Wp + 1)"],
+    "cycnn/schedules.py:@OneCycleLR._phase": ["for k, (end, lr0, lr1, m0, m1)",
+                                             "(t - start) / (end - start)"],
+    "cycnn/schedules.py:@_cos_between": ["math.cos(math.pi * pct) + 1"],
     "cycnn/reference.py:@conv2d_backward": [
         "dilate(dy, (sh, sw))", "rotate180(w)", "dxp[:, :, pt:pt + H, pl:pl + W]",
         "dy.sum(axis=(0, 2, 3))",
