@@ -5,8 +5,11 @@ blocks with ``>>>`` prompts are doctests and fail on any output that differs fro
 page; blocks without prompts are run as code and fail on an exception. Other fences
 (``cython``, ``text``, ``console``) are shown, not run.
 
-Every page prints with the same NumPy options, set here rather than on each page; the
-home page tells the reader so.
+Each page is self-contained: its first example sets the NumPy print options it is written
+against, so Sybil, the standard runner (``python -m doctest -o ELLIPSIS docs/PAGE.md``)
+and a notebook made from the page print the same. Nothing is set up here for the pages;
+NumPy's print options are only put back after each page, so that one page's settings
+reach neither the next page nor the other tests.
 """
 
 from doctest import ELLIPSIS
@@ -15,18 +18,14 @@ import numpy as np
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
-#: the print options every docs page is written against
-PRINT_OPTIONS = dict(precision=6, suppress=True)
-
 
 def docs_setup(namespace):
-    """Before each page: fixed print options, as the home page says."""
+    """Before each page: remember NumPy's print options (the page sets its own)."""
     namespace["_saved_print_options"] = np.get_printoptions()
-    np.set_printoptions(**PRINT_OPTIONS)
 
 
 def docs_teardown(namespace):
-    """After each page: restore NumPy's print options for the other tests."""
+    """After each page: restore NumPy's print options for what runs next."""
     np.set_printoptions(**namespace["_saved_print_options"])
 
 

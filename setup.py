@@ -19,8 +19,12 @@ Cython directives live here and only here. Environment variables:
     build without OpenMP even if the compiler supports it.
 ``CYCNN_VARIANTS=avx2``
     build only the listed variants (comma-separated) beside the baseline.
+
+Every docs page is also written as a Jupyter notebook into ``cycnn/notebooks/`` (package
+data, see :func:`write_notebooks`), so that ``cycnn notebooks DIR`` works from any install.
 """
 
+import importlib.util
 import os
 import platform
 import shutil
@@ -89,10 +93,11 @@ int main(void) {
 """
 
 
-def _cpu_module_source():
+def _cpu_module_source(requested):
     """``cycnn/_cpu.pyx`` as generated text: one ``__builtin_cpu_supports`` call per feature
     the variants need (the builtin takes only a string literal, so the calls are written
-    out), and the table itself, so the loader reads the same rows the build used."""
+    out), the table itself, so the loader reads the same rows the build used, and the
+    variants this build was asked for (``CYCNN_VARIANTS``)."""
     features = sorted({f for _, _, needs in VARIANTS for f in needs})
     checks = "\n".join(
         f'    if (__builtin_cpu_supports("{f}")) bits |= 1u << {k};' for k, f in enumerate(features)
@@ -120,6 +125,9 @@ FEATURES = {features!r}
 
 #: (suffix, features needed) per build variant, best first, as in setup.py
 VARIANTS = {table!r}
+
+#: the variants this build was asked to compile (all, unless CYCNN_VARIANTS said otherwise)
+REQUESTED = {requested!r}
 
 
 def cpu_features():
@@ -166,10 +174,11 @@ def _extensions():
     native = os.environ.get("CYCNN_MARCH_NATIVE", "") not in ("", "0")
     wanted = os.environ.get("CYCNN_VARIANTS")
     wanted = None if wanted is None else {v.strip() for v in wanted.split(",") if v.strip()}
+    requested = [s for s, _, _ in VARIANTS if x86 and (wanted is None or s in wanted)]
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     exts = []
     cpu = GENERATED / "_cpu.pyx"
-    _write_if_changed(cpu, _cpu_module_source())
+    _write_if_changed(cpu, _cpu_module_source(requested))
     exts.append(Extension("cycnn._cpu", [str(cpu.relative_to(HERE))], extra_compile_args=["-O2"]))
     for pyx in sorted((HERE / "cycnn").glob("_*.pyx")):
         name = f"cycnn.{pyx.stem}"
@@ -190,6 +199,26 @@ def _extensions():
             exts.append(ext)
     return exts
 
+
+def write_notebooks():
+    """Write every docs page as a notebook into cycnn/notebooks/, which ships as package data.
+
+    The pages in docs/ are the one source: the notebooks are made from them at every
+    build, so none is committed and none can go stale. The converter is a standard-library
+    module loaded by path, because ``import cycnn`` needs the kernels this file builds. A
+    build from an sdist has no docs/ and keeps the notebooks the sdist carries.
+    """
+    docs = HERE / "docs"
+    if not docs.is_dir():
+        return
+    spec = importlib.util.spec_from_file_location("cycnn_notebooks_at_build",
+                                                  HERE / "cycnn" / "_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_notebooks(HERE / "cycnn" / "notebooks", docs, HERE)
+
+
+write_notebooks()
 
 setup(
     ext_modules=cythonize(_extensions(), compiler_directives=DIRECTIVES),

@@ -5,8 +5,8 @@ Layout is NCHW, weights are ``(F, C, KH, KW)`` and biases ``(F,)``, as in PyTorc
 The public names are those of the submodules' own ``__all__`` lists, gathered below in
 the order the modules depend on each other (kernels and geometry first, the model and its
 surroundings last), plus the modules :mod:`cycnn.reference`, :mod:`cycnn.datasets`,
-:mod:`cycnn.images` (image files as model input) and :mod:`cycnn.recipes` (what ``cycnn
-train`` runs by default), and :func:`build_info`.
+:mod:`cycnn.check`, :mod:`cycnn.images` (image files as model input) and
+:mod:`cycnn.recipes` (what ``cycnn train`` runs by default), and :func:`build_info`.
 """
 
 import os as _os
@@ -44,6 +44,9 @@ from .schedules import *  # noqa: E402,F403
 from .training import *  # noqa: E402,F403
 from .zoo import *  # noqa: E402,F403
 
+# isort: split
+from . import check  # noqa: E402  (checkers for a learner's code: uses the names above)
+
 __version__ = "0.1.0"
 
 #: the submodules whose ``__all__`` make up cycnn's public names, in this order (by name:
@@ -54,7 +57,7 @@ _PUBLIC_MODULES = ("geometry", "conv", "pool", "activations", "dense", "losses",
 
 __all__ = [name for module in _PUBLIC_MODULES
            for name in _sys.modules[f"{__name__}.{module}"].__all__]
-__all__ += ["reference", "datasets", "images", "recipes", "build_info"]
+__all__ += ["reference", "datasets", "check", "images", "recipes", "build_info"]
 
 
 def build_info():
@@ -64,7 +67,7 @@ def build_info():
     -------
     dict
         ``cpu`` is the processor's model name, ``cpu_features`` the features (among those
-        the build variants need) that it reports, ``variants`` the variants built into
+        the build variants need) that it reports, ``variants`` the variants present in
         this installation, best first, and ``kernels`` maps each kernel module to the
         build chosen at import (for instance ``'avx512'``, ``'avx2'`` or
         ``'baseline x86-64'``). ``openmp`` says whether the kernels were compiled with
@@ -77,7 +80,7 @@ def build_info():
         "version": __version__,
         "cpu": _dispatch.cpu_model(),
         "cpu_features": sorted(_dispatch.cpu_features()),
-        "variants": [s for s, _ in _dispatch.variants()],
+        "variants": _dispatch.built(),
         "kernels": _chosen_kernels(),
         "openmp": bool(conv._conv.OPENMP),
         "threads": get_num_threads(),  # noqa: F405

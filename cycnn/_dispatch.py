@@ -17,6 +17,7 @@ to the baseline if the CPU cannot run it. The tests use both to check every buil
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import platform
 
@@ -34,8 +35,26 @@ def cpu_features() -> set[str]:
 
 
 def variants() -> list[tuple[str, list[str]]]:
-    """The build variants as ``(suffix, features needed)``, best first (baseline excluded)."""
+    """The build variants of setup.py's table as ``(suffix, features needed)``, best first
+    (baseline excluded), whether or not this installation has them."""
     return [(s, list(f)) for s, f in _cpu.VARIANTS] if _cpu is not None else []
+
+
+def requested() -> list[str]:
+    """The variants the build was asked to compile (``CYCNN_VARIANTS`` can narrow them)."""
+    return list(getattr(_cpu, "REQUESTED", [])) if _cpu is not None else []
+
+
+def built(name: str = "_conv") -> list[str]:
+    """The variants of kernel module ``name`` present in this installation, best first."""
+    found = []
+    for suffix, _ in variants():
+        try:
+            if importlib.util.find_spec(f"cycnn.{name}_{suffix}") is not None:
+                found.append(suffix)
+        except (ImportError, ValueError):
+            pass
+    return found
 
 
 def cpu_model() -> str:
@@ -59,7 +78,8 @@ def candidates() -> list[str]:
     if os.environ.get("CYCNN_FORCE_BASELINE", "") not in ("", "0") or not _x86():
         return []
     have = cpu_features()
-    runnable = [s for s, needs in variants() if set(needs) <= have]
+    present = built()
+    runnable = [s for s, needs in variants() if set(needs) <= have and s in present]
     asked = os.environ.get("CYCNN_VARIANT", "").strip()
     if asked:
         return [s for s in runnable if s == asked]

@@ -33,7 +33,7 @@ def relu_forward(x):
 
     Returns
     -------
-    y : ndarray, shape of ``x``
+    y : ndarray, shape of x
         float32 for a float32 input, float64 otherwise. NaN stays NaN.
 
     Raises
@@ -57,12 +57,12 @@ def relu_backward(dy, x):
     ----------
     dy : array_like
         Gradient of the loss with respect to the forward output.
-    x : array_like, shape of ``dy``
+    x : array_like, shape of dy
         The forward input.
 
     Returns
     -------
-    dx : ndarray, shape of ``x``
+    dx : ndarray, shape of x
         float32 when both arguments are float32, float64 otherwise. The derivative at
         exactly ``x = 0`` is 0 (a subgradient; PyTorch makes the same choice). Where
         ``x`` is NaN, ``dx`` is 0.
@@ -123,7 +123,7 @@ def softmax(z, axis=-1):
 
     Returns
     -------
-    ndarray, shape of ``z``
+    ndarray, shape of z
         Non-negative, summing to 1 along ``axis``; float32 for float32 ``z``, else
         float64.
 
@@ -159,7 +159,7 @@ def log_softmax(z, axis=-1):
 
     Returns
     -------
-    ndarray, shape of ``z``
+    ndarray, shape of z
         float32 for float32 ``z``, else float64.
 
     Raises

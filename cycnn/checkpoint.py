@@ -188,10 +188,14 @@ def _read_arrays(data: bytes, fail) -> dict[str, np.ndarray]:
                        ".npy arrays)")
         try:
             raw = zf.read(info)
-            arr = np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
-        except Exception as e:  # CRC errors, bad headers, encryption flags, pickles...
+        except Exception as e:  # CRC errors, bad local headers, encryption flags...
             raise fail(f"truncated or corrupt file: member {info.filename!r} cannot be "
                        f"read ({type(e).__name__}: {e})") from None
+        try:
+            arr = np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
+        except Exception as e:  # a damaged .npy header, or pickled objects
+            raise fail(f"member {info.filename!r} is not a plain NumPy array "
+                       f"({type(e).__name__}: {e})") from None
         arrays[info.filename[:-4]] = arr
     return arrays
 

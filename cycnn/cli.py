@@ -6,6 +6,7 @@
     cycnn evaluate fm.npz --plot confusion.png
     cycnn predict cycnn-digits.npz seven.png three.npy
     cycnn export cycnn-digits.npz digits.onnx
+    cycnn notebooks course               # every docs page as a Jupyter notebook
 
 Progress goes to stderr (a bar per epoch on a terminal, one line per epoch otherwise);
 results go to stdout. Usage errors, and files that cannot be used (missing, corrupt,
@@ -15,6 +16,7 @@ mismatched checkpoints, unreadable images), exit with status 2 and a one-line me
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import textwrap
 import time
@@ -220,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     checkpoint_arg(x)
     x.add_argument("output", type=Path, metavar="OUT.onnx", help="the file to write")
+
+    _add_notebooks_parser(sub)
     return parser
 
 
@@ -539,6 +543,50 @@ def _export(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- notebooks
+
+def _add_notebooks_parser(sub):
+    n = sub.add_parser(
+        "notebooks", help="write every page of the course as a Jupyter notebook",
+        description=textwrap.fill(
+            "Write every page of the cycnn docs as a Jupyter notebook (<page>.ipynb) into "
+            "DIR, for reading and running offline: the prose and the math as Markdown, the "
+            "examples as code cells to run. Notebooks already in DIR are kept (you may "
+            "have edited them) unless --force is given.", 78),
+    )
+    n.add_argument("dir", nargs="?", type=Path, default=Path("cycnn-notebooks"),
+                   metavar="DIR", help="where to write them (default: ./cycnn-notebooks)")
+    n.add_argument("--force", action="store_true", help="replace notebooks already in DIR")
+
+
+def _notebooks(args) -> int:
+    from ._notebooks import NOTEBOOK_DIR
+
+    found = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+    if not found:
+        raise _UsageError(f"this installation of cycnn has no notebooks ({NOTEBOOK_DIR} is "
+                          "empty): they are written when cycnn is built from its source tree")
+    out = args.dir
+    if out.exists() and not out.is_dir():
+        raise _UsageError(f"{out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    written, kept = [], []
+    for notebook in found:
+        target = out / notebook.name
+        if target.exists() and not args.force:
+            kept.append(notebook.name)
+            continue
+        shutil.copyfile(notebook, target)
+        written.append(notebook.name)
+    print(f"wrote {len(written)} notebook(s) to {out}"
+          + (f": {', '.join(written)}" if written else ""))
+    if kept:
+        print(f"kept {len(kept)} that were already there (--force replaces them): "
+              f"{', '.join(kept)}")
+    print(f"open them with: jupyter lab {out}   (or jupyter notebook {out})")
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of the ``cycnn`` command; returns the exit status.
 
@@ -556,6 +604,8 @@ def main(argv=None) -> int:
             return _predict(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "notebooks":
+            return _notebooks(args)
     except _UsageError as e:
         parser.exit(2, f"cycnn {args.command}: error: {e}\n")
     except KeyboardInterrupt:

@@ -137,7 +137,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None, algorithm="a
 
     Returns
     -------
-    dx : ndarray, shape (N, C, H, W), or None when ``need_dx`` is False
+    dx : ndarray, shape (N, C, H, W), or None when need_dx is False
     dw : ndarray, shape (F, C, KH, KW)
     db : ndarray, shape (F,)
         All in the common dtype of the arguments (see :func:`conv2d_forward`).

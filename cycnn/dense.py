@@ -14,7 +14,9 @@ The gradients are sums over the batch; averaging belongs to the loss, as in PyTo
 
 from __future__ import annotations
 
-from ._validate import as_array, as_float, check_ndim
+import numpy as np
+
+from ._validate import as_array, as_float, check_ndim, check_size
 
 __all__ = ["dense_forward", "dense_backward"]
 
@@ -69,6 +71,7 @@ def dense_forward(x, w, b=None):
             f"{func}: b must have shape (D_out,) = ({w.shape[0]},) to match "
             f"w.shape={w.shape}, got b.shape={b.shape}"
         )
+    check_size(func, "y (N, D_out)", (x.shape[0], w.shape[0]), np.float32)
     x, w, b = as_float(func, x=x, w=w, b=b)
     y = x @ w.T
     if b is not None:

@@ -289,7 +289,7 @@ def check_conv_args(func, x, w, b, stride, padding):
             f"{H + pt + pb}x{W + pl + pr} (x.shape={x.shape}, padding={pads})"
         )
     yshape = (N, F, conv_output_size(H, KH, sh, (pt, pb)), conv_output_size(W, KW, sw, (pl, pr)))
-    for what, shape in (("the padded x", (N, C, H + pt + pb, W + pl + pr)),
+    for what, shape in (("x, padded and contiguous,", (N, C, H + pt + pb, W + pl + pr)),
                         ("y (N, F, OH, OW)", yshape)):
         check_size(func, what, shape, np.float32)
     return (sh, sw), pads, yshape

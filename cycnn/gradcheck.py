@@ -108,7 +108,7 @@ def numerical_gradient(f, x, dy=None, eps=1e-6):
 
     Returns
     -------
-    ndarray of float64, shape of ``x``
+    ndarray of float64, shape of x
 
     Raises
     ------

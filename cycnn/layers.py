@@ -148,7 +148,7 @@ class Layer:
     def _keep(self, value):
         self.cache = value if self.training else None
 
-    def _cached(self, what="the forward input"):
+    def _cached(self, what="forward input"):
         if self.cache is None:
             raise RuntimeError(
                 f"{self!r}.backward: no {what} is stored; call forward() in training mode "
@@ -342,6 +342,13 @@ class MaxPool2D(_Pool2D):
     """Max pooling over ``kernel_size`` windows (stride defaults to the window).
 
     The backward pass sends each output's gradient to the input that won its window.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int), default 2
+        The window (KH, KW).
+    stride : int or (int, int), optional
+        (sh, sw); by default the window size, so windows do not overlap.
     """
 
     _forward = staticmethod(max_pool2d_forward)
@@ -349,7 +356,15 @@ class MaxPool2D(_Pool2D):
 
 
 class AvgPool2D(_Pool2D):
-    """Average pooling: each input of a window gets ``1 / (KH*KW)`` of its gradient."""
+    """Average pooling: each input of a window gets ``1 / (KH*KW)`` of its gradient.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int), default 2
+        The window (KH, KW).
+    stride : int or (int, int), optional
+        (sh, sw); by default the window size, so windows do not overlap.
+    """
 
     _forward = staticmethod(avg_pool2d_forward)
     _backward = staticmethod(avg_pool2d_backward)

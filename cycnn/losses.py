@@ -49,7 +49,8 @@ def softmax_cross_entropy(logits, labels):
     ------
     ValueError
         ``logits`` not 2-D or empty; labels of the wrong length or shape; class indices
-        outside ``[0, K)``.
+        outside ``[0, K)``; a NaN or infinite target probability (PyTorch returns a NaN
+        loss instead; cycnn names the entry, since a NaN target is a bug upstream).
     TypeError
         Non-numeric arrays; labels given as ``(N,)`` that are not integers (floats or
         booleans: pass class indices as ints, or distributions as ``(N, K)``).
@@ -57,7 +58,8 @@ def softmax_cross_entropy(logits, labels):
     Notes
     -----
     The loss is computed from :func:`cycnn.log_softmax`, so logits of any size give a
-    finite loss and a gradient without NaN.
+    finite loss and a gradient without NaN. A NaN logit is not refused: it makes its row's
+    loss and gradient NaN, as in PyTorch.
 
     Examples
     --------
@@ -104,6 +106,13 @@ def softmax_cross_entropy(logits, labels):
                 f"{(N, K)}, got labels.shape={labels.shape}"
             )
         target = np.ascontiguousarray(labels, dtype=dt)
+        bad = ~np.isfinite(target)
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{func}: labels must be finite probabilities; found {target[at]} at {at} "
+                f"(labels.shape={labels.shape})"
+            )
     else:
         raise ValueError(
             f"{func}: labels must be (N,) class indices or (N, K) distributions with "
@@ -122,7 +131,7 @@ def mse_loss(pred, target, reduction="mean"):
     ----------
     pred : array_like, any shape
         Predictions ``y``.
-    target : array_like, shape of ``pred``
+    target : array_like, shape of pred
         Targets ``t``.
     reduction : {'mean', 'sum', 'half_sum'}, default 'mean'
         * ``'mean'``: ``E = mean((y - t)^2)`` over every element, gradient
@@ -138,7 +147,7 @@ def mse_loss(pred, target, reduction="mean"):
     -------
     loss : float
         Python float.
-    dpred : ndarray, shape of ``pred``
+    dpred : ndarray, shape of pred
         ``dE/dy``; float32 when both arrays are float32, float64 otherwise.
 
     Raises

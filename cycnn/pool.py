@@ -411,7 +411,7 @@ def max_pool_mask(window):
 
     Returns
     -------
-    ndarray of bool, same shape as ``window``
+    ndarray of bool, same shape as window
         True at exactly one position. With ties, only the first maximum is marked, so
         multiplying a gradient by the mask never duplicates it (a mask built with
         ``window == window.max()`` or ``np.isclose`` would mark every tied cell). A NaN

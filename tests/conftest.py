@@ -1,5 +1,8 @@
 """Fixtures and helpers shared by the test modules."""
 
+import importlib
+import os
+
 import numpy as np
 import pytest
 
@@ -34,8 +37,45 @@ def always_parallel(monkeypatch):
     monkeypatch.setattr(cycnn.pool, "PARALLEL_MIN_ELEMENTS", 0)
 
 
+def needs_browser(executable, what):
+    """A mark that skips without a browser, unless ``CYCNN_REQUIRE_BROWSER=1`` (set by
+    .ci/run once it has installed one): then a missing browser fails the test."""
+    if executable is not None:
+        return pytest.mark.usefixtures()
+    if os.environ.get("CYCNN_REQUIRE_BROWSER", "") not in ("", "0"):
+        return pytest.mark.usefixtures("_browser_required")
+    return pytest.mark.skip(
+        reason=f"chromium is not installed (apt-get install -y chromium): {what}")
+
+
+@pytest.fixture(scope="session")  # before any module fixture that would start the browser
+def _browser_required():
+    pytest.fail("CYCNN_REQUIRE_BROWSER=1 but no chromium is installed: the browser tests "
+                "cannot run")
+
+
+def extra_or_skip(module, reason):
+    """Import ``module`` (a package of the test extras: onnx, onnxruntime, safetensors) or
+    skip the calling test with ``reason``, unless ``CYCNN_REQUIRE_EXTRAS=1`` (set by .ci/run,
+    which installs the extras): then a missing package fails the test, so CI cannot pass
+    with the ONNX and safetensors round trips skipped."""
+    if os.environ.get("CYCNN_REQUIRE_EXTRAS", "") not in ("", "0"):
+        try:
+            return importlib.import_module(module)
+        except ImportError as e:
+            pytest.fail(f"CYCNN_REQUIRE_EXTRAS=1 but {module} cannot be imported ({e})")
+    return pytest.importorskip(module, reason=reason)
+
+
 def torch_or_skip():
-    """Import torch or skip the calling test with a visible reason."""
+    """Import torch or skip the calling test with a visible reason.
+
+    ``CYCNN_TEST_WITHOUT_TORCH=1`` skips them even where torch is installed (CI runs the
+    suite that way on the baseline build and on the other Pythons).
+    """
+    if os.environ.get("CYCNN_TEST_WITHOUT_TORCH", "") not in ("", "0"):
+        pytest.skip("CYCNN_TEST_WITHOUT_TORCH=1: the PyTorch oracle is skipped on purpose",
+                    allow_module_level=True)
     return pytest.importorskip(
         "torch", reason="PyTorch is not installed: the PyTorch oracle is skipped "
         "(CI installs torch==2.13.0)"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import cycnn
+from conftest import extra_or_skip
 from cycnn.cli import main
 
 # Tiny runs: one thread, one epoch of LeNet-5 on the bundled digits (4,000 images), the
@@ -150,6 +151,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]  # no temporary left over
 
 
+@pytest.mark.slow
 def test_default_run_reaches_98_5_percent(tmp_path):
     """The acceptance run: `cycnn train` with every default (the digits recipe, seed 0,
     all cores). See docs/training-recipes.md for its accuracy over seeds and its time."""
@@ -425,8 +427,8 @@ def test_predict_without_pillow_reads_npy_and_explains_png(trained, tmp_path, mo
 # --------------------------------------------------------------------------- export
 
 def test_export_writes_an_onnx_graph_that_predicts_the_same(trained, tmp_path, capsys):
-    pytest.importorskip("onnx", reason="onnx is not installed (it is in the test extras)")
-    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    extra_or_skip("onnx", "onnx is not installed (it is in the test extras)")
+    ort = extra_or_skip("onnxruntime", "onnxruntime is not installed")
     out = tmp_path / "m.onnx"
     assert main(["export", str(trained), str(out)]) == 0
     assert f"written to {out}" in capsys.readouterr().out

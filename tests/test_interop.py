@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cycnn
-from conftest import torch_or_skip
+from conftest import extra_or_skip, torch_or_skip
 from cycnn import (
     SGD,
     BatchNorm1D,
@@ -172,8 +172,8 @@ def test_convnet_trains_like_torch_in_float64(digits):
 
 def test_safetensors_round_trip_and_torch_reads_it(rng, tmp_path):
     torch = torch_or_skip()
-    st = pytest.importorskip("safetensors.torch", reason="safetensors is not installed "
-                             "(pip install safetensors; it is in the test extras)")
+    st = extra_or_skip("safetensors.torch", "safetensors is not installed "
+                       "(pip install safetensors; it is in the test extras)")
     model = every_layer()
     x = _trained(model, rng)
     model.eval()
@@ -193,7 +193,7 @@ def test_safetensors_round_trip_and_torch_reads_it(rng, tmp_path):
 
 
 def test_cycnn_reads_safetensors_written_by_the_safetensors_package(tmp_path):
-    stn = pytest.importorskip("safetensors.numpy", reason="safetensors is not installed")
+    stn = extra_or_skip("safetensors.numpy", "safetensors is not installed")
     model = lenet5(seed=3)
     ours = model.save(tmp_path / "ours.safetensors")
     header = json.loads(_raw_header(ours.read_bytes())["__metadata__"]["__cycnn__"])
@@ -290,12 +290,23 @@ def test_damaged_safetensors_never_escape_as_other_errors(tmp_path):
             pass
 
 
+def test_a_missing_extra_fails_where_ci_requires_the_round_trips(monkeypatch):
+    """.ci/run sets CYCNN_REQUIRE_EXTRAS=1: there a missing onnx, onnxruntime or safetensors
+    fails the round-trip tests; elsewhere they skip with the reason."""
+    monkeypatch.setenv("CYCNN_REQUIRE_EXTRAS", "1")
+    with pytest.raises(pytest.fail.Exception, match="cycnn_no_such_package"):
+        extra_or_skip("cycnn_no_such_package", "not installed")
+    monkeypatch.setenv("CYCNN_REQUIRE_EXTRAS", "0")
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        extra_or_skip("cycnn_no_such_package", "not installed")
+    assert extra_or_skip("json", "never skipped") is json
+
+
 # --------------------------------------------------------------------------- ONNX
 
 def _onnxruntime():
-    pytest.importorskip("onnx", reason="onnx is not installed (it is in the test extras)")
-    return pytest.importorskip("onnxruntime", reason="onnxruntime is not installed "
-                               "(it is in the test extras)")
+    extra_or_skip("onnx", "onnx is not installed (it is in the test extras)")
+    return extra_or_skip("onnxruntime", "onnxruntime is not installed (it is in the test extras)")
 
 
 def _run_onnx(ort, path, x):
@@ -336,7 +347,7 @@ def test_onnx_graph_of_every_layer(rng, tmp_path):
 
 
 def test_onnx_export_needs_an_input_shape_and_the_package(tmp_path, monkeypatch):
-    pytest.importorskip("onnx", reason="onnx is not installed")
+    extra_or_skip("onnx", "onnx is not installed")
     model = Sequential(Flatten(), Dense(4, 2, rng=0))
     with pytest.raises(ValueError, match="input shape is unknown"):
         export_onnx(model, tmp_path / "m.onnx")

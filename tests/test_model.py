@@ -1,8 +1,5 @@
 """Sequential: training loop, predictions, summary, state_dict, checkpoints, bad input."""
 
-import json
-import os
-import zipfile
 
 import numpy as np
 import pytest
@@ -12,7 +9,6 @@ from conftest import needs_openmp, torch_or_skip
 from cycnn import (
     SGD,
     Adam,
-    CheckpointError,
     Conv2D,
     Dense,
     Flatten,
@@ -20,7 +16,6 @@ from cycnn import (
     ReLU,
     Sequential,
     lenet5,
-    load,
     load_checkpoint,
 )
 from cycnn.datasets import load_digits
@@ -70,6 +65,16 @@ def test_fit_learns_and_reports_history(small):
     assert all(layer.cache is not None for layer in model)
     loss, acc = model.evaluate(xt, yt)
     assert (loss, acc) == pytest.approx((hist["val_loss"][-1], hist["val_accuracy"][-1]))
+
+
+def test_fit_without_validation_leaves_no_activations(small):
+    """The last batch's activations are dropped by fit itself (with validation data,
+    evaluate() would drop them anyway, hiding a fit that forgot to)."""
+    (x, y), _ = small
+    model = _tiny()
+    model.fit(x[:64], y[:64], epochs=1, batch_size=32, optimizer=SGD(0.05))
+    assert all(layer.training for layer in model)
+    assert all(layer.cache is None for layer in model)
 
 
 def test_float32_stays_float32_end_to_end(small):
@@ -214,82 +219,6 @@ def test_state_dict_moves_to_torch_and_back(digits):
     with torch.no_grad():
         np.testing.assert_allclose(ours.predict(xb), fresh(torch.from_numpy(xb)).numpy(),
                                    rtol=1e-10, atol=1e-12)
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-def test_save_and_load_round_trip(tmp_path, small):
-    (x, _), _ = small
-    model = lenet5(seed=2)
-    path = model.save(tmp_path / "m.npz")
-    again = load(path)
-    assert repr(again) == repr(model) and again.input_shape == (1, 28, 28)
-    for k, v in model.state_dict().items():
-        np.testing.assert_array_equal(again.state_dict()[k], v)
-    np.testing.assert_array_equal(again.predict(x[:4]), model.predict(x[:4]))
-    with np.load(path, allow_pickle=False) as f:  # no pickle anywhere
-        header = json.loads(str(f["__cycnn__"]))
-    assert header["layers"][0] == {"type": "Conv2D", "in_channels": 1, "out_channels": 6,
-                                   "kernel_size": [5, 5], "stride": [1, 1], "padding": [0, 0]}
-    assert load(path).dtype == np.float32
-    m64 = lenet5(dtype=np.float64)
-    assert load(m64.save(tmp_path / "m64.npz")).dtype == np.float64
-
-
-def test_save_is_atomic(tmp_path, monkeypatch):
-    path = tmp_path / "m.npz"
-    lenet5(seed=0).save(path)
-    good = path.read_bytes()
-
-    def crash(*a, **k):
-        raise OSError("disk full")
-    monkeypatch.setattr(np, "savez", crash)
-    with pytest.raises(OSError, match="disk full"):
-        lenet5(seed=1).save(path)
-    assert path.read_bytes() == good  # the old checkpoint survives
-    assert os.listdir(tmp_path) == ["m.npz"]  # and no temporary file is left behind
-
-
-def test_truncated_checkpoint_is_reported(tmp_path):
-    path = lenet5().save(tmp_path / "m.npz")
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"m\.npz.*truncated or corrupt"):
-        load(path)
-
-
-def test_corrupt_checkpoint_is_reported(tmp_path):
-    path = lenet5().save(tmp_path / "m.npz")
-    data = bytearray(path.read_bytes())
-    with zipfile.ZipFile(path) as z:
-        info = z.getinfo("7.weight.npy")
-    mid = info.header_offset + 200 + info.compress_size // 2  # inside the array data
-    data[mid] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=r"m\.npz.*corrupt"):
-        load(path)
-    path.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match=r"m\.npz"):
-        load(path)
-
-
-def test_mismatched_checkpoint_is_reported(tmp_path):
-    path = lenet5().save(tmp_path / "m.npz")
-    with np.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    arrays["7.weight"] = np.zeros((120, 400), np.float32)  # as if built for 32x32 inputs
-    np.savez(tmp_path / "bad.npz", **arrays)
-    with pytest.raises(CheckpointError, match=r"bad\.npz.*7.weight.*\(120, 400\)"):
-        load(tmp_path / "bad.npz")
-    del arrays["7.weight"]
-    np.savez(tmp_path / "missing.npz", **arrays)
-    with pytest.raises(CheckpointError, match=r"missing\.npz.*missing.*7.weight"):
-        load(tmp_path / "missing.npz")
-    np.savez(tmp_path / "plain.npz", w=np.zeros(3))
-    with pytest.raises(CheckpointError, match=r"plain\.npz.*not a cycnn checkpoint"):
-        load(tmp_path / "plain.npz")
-    with pytest.raises(FileNotFoundError, match="nope.npz"):
-        load(tmp_path / "nope.npz")
 
 
 # --------------------------------------------------------------------------- bad input

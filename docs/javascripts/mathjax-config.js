@@ -1,5 +1,7 @@
-// MathJax 3 settings for pymdownx.arithmatex in "generic" mode (Material's documented setup).
-// The MathJax script itself is served by this site: see mkdocs_hooks.py.
+// MathJax 3 settings for pymdownx.arithmatex in "generic" mode. The MathJax script and its
+// fonts are served by this site (see mkdocs_hooks.py); the output is CommonHTML, whose
+// equations keep their natural size and scroll sideways when wider than the screen
+// (docs/stylesheets/extra.css).
 window.MathJax = {
   tex: {
     inlineMath: [["\\(", "\\)"]],
@@ -10,17 +12,33 @@ window.MathJax = {
   options: {
     ignoreHtmlClass: ".*|",
     processHtmlClass: "arithmatex"
+  },
+  chtml: {
+    // the equations live in a scrolling box: never shrink them to fit
+    minScale: 1
   }
 };
 
-// Material's instant navigation swaps pages without reloading: typeset each new page.
+// Material can swap pages without a reload (instant navigation): typeset each new page.
+// The first emission is the page MathJax typesets by itself at start-up; typesetting it a
+// second time while that runs blanks every equation, so it is skipped.
 if (typeof document$ !== "undefined") {
+  let first = true;
   document$.subscribe(() => {
-    if (window.MathJax && MathJax.typesetPromise) {
-      MathJax.startup.output.clearCache();
+    if (first) {
+      first = false;
+      return;
+    }
+    if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) {
+      return;
+    }
+    MathJax.startup.promise = MathJax.startup.promise.then(() => {
       MathJax.typesetClear();
       MathJax.texReset();
-      MathJax.typesetPromise();
-    }
+      if (MathJax.startup.output.clearCache) {
+        MathJax.startup.output.clearCache();
+      }
+      return MathJax.typesetPromise();
+    });
   });
 }

@@ -1,0 +1,158 @@
+"""Plant typical bugs one at a time and check that the test suite catches each one.
+
+A test suite that passes proves little unless it would fail on a wrong program. This
+script edits the source with one small, realistic mistake (a gradient scatter that
+overwrites instead of adding, a gradient not averaged over the batch, a filter not
+rotated, ...), runs the tests that should notice, and restores the file. Kernel (.pyx)
+mutations are rebuilt into the baseline build only and the tests run with
+``CYCNN_FORCE_BASELINE=1``, so the variant builds on disk do not hide the planted bug.
+
+    python scripts/plant_bugs.py            # every mutation
+    python scripts/plant_bugs.py --list     # what they are
+    python scripts/plant_bugs.py relu-at-0  # one of them
+
+Exit status 1 when a planted bug survives (the tests passed with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: (name, file, original text, planted text, tests that must fail)
+MUTATIONS = [
+    ("conv-dx-overwrites", "cycnn/_conv.pyx",
+     "dxp[n, c, i * sh + p, j * sw + q] += wv * dy[n, f, i, j]",
+     "dxp[n, c, i * sh + p, j * sw + q] = wv * dy[n, f, i, j]",
+     ["tests/test_conv.py"]),
+    ("conv-dw-transposed-taps", "cycnn/_conv.pyx",
+     "acc = acc + dy[n, f, i, j] * xp[n, c, i * sh + p, j * sw + q]",
+     "acc = acc + dy[n, f, i, j] * xp[n, c, i * sh + q, j * sw + p]",
+     ["tests/test_conv.py"]),
+    ("im2col-stride-ignored", "cycnn/_conv.pyx",
+     "cols[r, k + j] = xp[n, c, i * sh + p, j * sw + q]",
+     "cols[r, k + j] = xp[n, c, i * sh + p, j + q]",
+     ["tests/test_conv_algorithms.py"]),
+    ("col2im-overwrites", "cycnn/_conv.pyx",
+     "dxp[n, c, i * sh + p, j + q] += dcols[r, k + j]",
+     "dxp[n, c, i * sh + p, j + q] = dcols[r, k + j]",
+     ["tests/test_conv_algorithms.py"]),
+    ("maxpool-dx-overwrites", "cycnn/_pool.pyx",
+     "dx[nc, argmax[nc, k]] += dy[nc, k]",
+     "dx[nc, argmax[nc, k]] = dy[nc, k]",
+     ["tests/test_pooling.py"]),
+    ("maxpool-last-tie-wins", "cycnn/_pool.pyx",
+     "take = v > best",
+     "take = v >= best",
+     ["tests/test_pooling.py"]),
+    ("avgpool-wrong-share", "cycnn/_pool.pyx",
+     "share = dy[nc, i, j] / area",
+     "share = dy[nc, i, j] / (KH + KW)",
+     ["tests/test_pooling.py"]),
+    ("relu-at-0", "cycnn/activations.py",
+     "keep = (x.reshape(-1) > 0)",
+     "keep = (x.reshape(-1) >= 0)",
+     ["tests/test_activations.py"]),
+    ("dense-dw-averaged", "cycnn/dense.py",
+     "return dy @ w, dy.T @ x, dy.sum(axis=0)",
+     "return dy @ w, dy.T @ x / x.shape[0], dy.sum(axis=0)",
+     ["tests/test_dense.py"]),
+    ("ce-not-averaged", "cycnn/losses.py",
+     "- target) / dt.type(N)",
+     "- target)",
+     ["tests/test_losses.py"]),
+    ("reference-no-rotation", "cycnn/reference.py",
+     "dxp = correlate(dyd_full, rotate180(w),",
+     "dxp = correlate(dyd_full, w,",
+     ["tests/test_conv.py"]),
+    ("output-size-off-by-one", "cycnn/geometry.py",
+     "return (n + before + after - k) // stride + 1",
+     "return (n + before + after - k + 1) // stride + 1",
+     ["tests/test_conv.py"]),
+    ("sgd-momentum-squared", "cycnn/optim.py",
+     "buf *= self.momentum",
+     "buf *= self.momentum ** 2",
+     ["tests/test_optim.py"]),
+    ("fit-same-order-every-epoch", "cycnn/training.py",
+     "order = epoch_order(N, seed, epoch) if shuffle else None",
+     "order = epoch_order(N, seed, 0) if shuffle else None",
+     ["tests/test_vs_torch_training.py", "tests/test_model.py"]),
+    ("backward-keeps-cache-after-fit", "cycnn/training.py",
+     "    model.clear_cache()  # the last batch",
+     "    pass  # the last batch",
+     ["tests/test_model.py"]),
+    ("sequential-forgets-params-below", "cycnn/model.py",
+     "below = below or bool(layer.params)",
+     "below = bool(layer.params)",
+     ["tests/test_model.py"]),
+    ("conv-layer-stride-dropped", "cycnn/layers.py",
+     "y = conv2d_forward(x, self.params[\"weight\"], self.params[\"bias\"], self.stride,",
+     "y = conv2d_forward(x, self.params[\"weight\"], self.params[\"bias\"], 1,",
+     ["tests/test_layers.py"]),
+    ("checkpoint-duplicates-accepted", "cycnn/checkpoint.py",
+     "    if dupes:\n",
+     "    if False:\n",
+     ["tests/test_checkpoint.py"]),
+]
+
+
+def _build_baseline():
+    env = dict(os.environ, CYCNN_VARIANTS="")
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=ROOT,
+                   env=env, check=True, capture_output=True)
+
+
+def _run(tests):
+    env = dict(os.environ, CYCNN_FORCE_BASELINE="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                           *tests], cwd=ROOT, env=env, capture_output=True, text=True)
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-200:]
+    return proc.returncode, last
+
+
+def plant(name, path, old, new, tests):
+    src = ROOT / path
+    text = src.read_text()
+    if text.count(old) != 1:
+        return "stale", f"the text to mutate occurs {text.count(old)} times in {path}"
+    kernel = path.endswith(".pyx")
+    try:
+        src.write_text(text.replace(old, new))
+        if kernel:
+            _build_baseline()
+        rc, last = _run(tests)
+    finally:
+        src.write_text(text)
+        if kernel:
+            _build_baseline()
+    return ("caught" if rc == 1 else "SURVIVED" if rc == 0 else f"error {rc}"), last
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutations to plant (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if not args.names or m[0] in args.names]
+    if args.list or not chosen:
+        for name, path, old, new, _tests in MUTATIONS:
+            print(f"{name:32} {path}: {old!r} -> {new!r}")
+        return 0
+    survived = 0
+    for name, path, old, new, tests in chosen:
+        t0 = time.perf_counter()
+        verdict, detail = plant(name, path, old, new, tests)
+        survived += verdict != "caught"
+        print(f"{verdict:9} {name:32} {time.perf_counter() - t0:5.0f} s  {detail}", flush=True)
+    print(f"{len(chosen) - survived} of {len(chosen)} planted bugs caught")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
