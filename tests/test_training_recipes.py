@@ -221,6 +221,28 @@ def test_augmentation_is_deterministic_per_seed_and_keeps_dtype(digits):
     assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0 + 1e-6  # bilinear: no overshoot
 
 
+def test_fit_draws_new_augmentations_every_epoch_and_the_same_ones_per_seed():
+    """fit hands the augmentation a generator seeded by (seed, epoch): every epoch sees new
+    variants of the images, and a rerun with the same seed sees the same ones."""
+
+    def run(seed):
+        draws = []
+
+        def record(xb, rng):
+            draws.append(float(rng.random()))
+            return xb
+
+        net = cycnn.Sequential(cycnn.Flatten(), cycnn.Dense(4, 2, rng=0), input_shape=(4,))
+        net.fit(np.ones((8, 4), np.float32), np.zeros(8, np.int64), epochs=3, batch_size=8,
+                optimizer=SGD(0.1), seed=seed, augment=record)
+        return draws
+
+    first = run(seed=3)
+    assert len(first) == 3 and len(set(first)) == 3  # one batch per epoch, each new
+    assert run(seed=3) == first
+    assert run(seed=4) != first
+
+
 def test_augmentation_preserves_labels(digits):
     """A LeNet trained for a few epochs on augmented digits reads augmented test digits
     nearly as well as clean ones: the transformations leave a digit recognisable as
