@@ -32,67 +32,75 @@ from _bench import fmt_ms, fmt_ratio, header, median_time, print_table, threads 
 import cycnn  # noqa: E402
 from cycnn import reference  # noqa: E402
 
-#: name -> (N, C, H, W, F, K, stride, pad)
+#: name -> (N, C, H, W, F, K, stride, pad, dilation, groups)
 SHAPES = {
-    "A": (64, 1, 28, 28, 6, 5, 1, 0),
-    "B": (64, 6, 12, 12, 16, 5, 1, 0),
-    "C": (32, 16, 32, 32, 32, 3, 1, 1),
-    "D": (16, 3, 64, 64, 16, 7, 2, 3),
+    "A": (64, 1, 28, 28, 6, 5, 1, 0, 1, 1),
+    "B": (64, 6, 12, 12, 16, 5, 1, 0, 1, 1),
+    "C": (32, 16, 32, 32, 32, 3, 1, 1, 1, 1),
+    "D": (16, 3, 64, 64, 16, 7, 2, 3, 1, 1),
+    "E": (32, 16, 32, 32, 32, 3, 1, 2, 2, 1),    # C, dilated: a 3x3 kernel spanning 5x5
+    "F": (32, 32, 32, 32, 32, 3, 1, 1, 1, 4),    # grouped: 4 groups of 8 channels
+    "G": (32, 32, 32, 32, 32, 3, 1, 1, 1, 32),   # depthwise: one filter per channel
 }
 DTYPES = {"float32": np.float32, "float64": np.float64, "f32": np.float32, "f64": np.float64}
 
 
 def describe(name):
-    N, C, H, W, F, K, s, p = SHAPES[name]
+    N, C, H, W, F, K, s, p, d, g = SHAPES[name]
     text = f"{name} N={N} C={C} {H}x{W} F={F} K={K}"
     if s != 1:
         text += f" stride={s}"
     if p:
         text += f" pad={p}"
+    if d != 1:
+        text += f" dilation={d}"
+    if g != 1:
+        text += f" groups={g}"
     return text
 
 
 def make_inputs(name, dtype, seed=0):
-    N, C, H, W, F, K, s, p = SHAPES[name]
+    N, C, H, W, F, K, s, p, d, g = SHAPES[name]
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = (rng.standard_normal((F, C, K, K)) / np.sqrt(C * K * K)).astype(dtype)
+    w = (rng.standard_normal((F, C // g, K, K)) / np.sqrt(C // g * K * K)).astype(dtype)
     b = rng.standard_normal(F).astype(dtype)
-    OH = cycnn.conv_output_size(H, K, s, p)
-    OW = cycnn.conv_output_size(W, K, s, p)
+    OH = cycnn.conv_output_size(H, K, s, p, d)
+    OW = cycnn.conv_output_size(W, K, s, p, d)
     dy = rng.standard_normal((N, F, OH, OW)).astype(dtype)
-    return x, w, b, dy, s, p
+    return x, w, b, dy, (s, p, d, g)
 
 
 def time_row(name, dtype, nthreads, repeat, ref_repeat, torch, min_time=0.0):
-    x, w, b, dy, s, p = make_inputs(name, dtype)
+    x, w, b, dy, args = make_inputs(name, dtype)
+    s, p, d, g = args
     t = {}
     timed = dict(repeat=repeat, min_time=min_time)
     with threads(nthreads):
-        t["cy_f"] = median_time(lambda: cycnn.conv2d_forward(x, w, b, s, p), **timed)
-        t["cy_b"] = median_time(lambda: cycnn.conv2d_backward(dy, x, w, s, p), **timed)
-        t["np_f"] = median_time(lambda: reference.conv2d_forward(x, w, b, s, p),
+        t["cy_f"] = median_time(lambda: cycnn.conv2d_forward(x, w, b, *args), **timed)
+        t["cy_b"] = median_time(lambda: cycnn.conv2d_backward(dy, x, w, *args), **timed)
+        t["np_f"] = median_time(lambda: reference.conv2d_forward(x, w, b, *args),
                                 repeat=ref_repeat, warmup=1)
-        t["np_b"] = median_time(lambda: reference.conv2d_backward(dy, x, w, s, p),
+        t["np_b"] = median_time(lambda: reference.conv2d_backward(dy, x, w, *args),
                                 repeat=ref_repeat, warmup=1)
         if torch is not None:
             F = torch.nn.functional
             xt, wt, bt, dyt = (torch.from_numpy(a) for a in (x, w, b, dy))
             with torch.no_grad():
-                y_t = F.conv2d(xt, wt, bt, s, p)
+                y_t = F.conv2d(xt, wt, bt, s, p, d, g)
                 # the timed computation must be the one cycnn does
-                y_c = cycnn.conv2d_forward(x, w, b, s, p)
+                y_c = cycnn.conv2d_forward(x, w, b, *args)
                 tol = 1e-3 if dtype == np.float32 else 1e-9
                 assert np.allclose(y_c, y_t.numpy(), rtol=tol, atol=tol), name
-                t["th_f"] = median_time(lambda: F.conv2d(xt, wt, bt, s, p), **timed)
-                args = ([b.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], 1,
-                        [True, True, True])
+                t["th_f"] = median_time(lambda: F.conv2d(xt, wt, bt, s, p, d, g), **timed)
+                bargs = ([b.shape[0]], [s, s], [p, p], [d, d], False, [0, 0], g,
+                         [True, True, True])
                 bwd = torch.ops.aten.convolution_backward
-                grads = cycnn.conv2d_backward(dy, x, w, s, p)
-                for got, want in zip(grads, bwd(dyt, xt, wt, *args)):
+                grads = cycnn.conv2d_backward(dy, x, w, *args)
+                for got, want in zip(grads, bwd(dyt, xt, wt, *bargs)):
                     scale = max(1.0, float(want.abs().max()))
                     assert np.allclose(got, want.numpy(), rtol=tol, atol=tol * scale), name
-                t["th_b"] = median_time(lambda: bwd(dyt, xt, wt, *args), **timed)
+                t["th_b"] = median_time(lambda: bwd(dyt, xt, wt, *bargs), **timed)
         else:
             t["th_f"] = t["th_b"] = None
     return t
@@ -101,7 +109,9 @@ def time_row(name, dtype, nthreads, repeat, ref_repeat, torch, min_time=0.0):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
-    ap.add_argument("--shapes", default="A,B,C,D", help="comma-separated, from A,B,C,D")
+    ap.add_argument("--shapes", default=",".join(SHAPES),
+                    help=f"comma-separated, from {','.join(SHAPES)} (E: dilated, F: grouped, "
+                    "G: depthwise)")
     ap.add_argument("--dtypes", default="float32,float64", help="float32,float64")
     ap.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
     args = ap.parse_args(argv)

@@ -68,12 +68,25 @@ def as_float(func: str, **named) -> list[np.ndarray]:
     return [None if v is None else np.ascontiguousarray(v, dtype=dt) for v in arrays.values()]
 
 
-def check_ndim(func: str, name: str, a: np.ndarray, ndim: int, layout: str) -> None:
-    """Raise ValueError unless ``a`` has ``ndim`` dimensions (``layout`` names them)."""
-    if a.ndim != ndim:
+def check_ndim(func: str, name: str, a: np.ndarray, ndim, layout: str) -> None:
+    """Raise ValueError unless ``a`` has ``ndim`` dimensions (``layout`` names them).
+
+    ``ndim`` may be a tuple of the accepted counts, for instance ``(3, 4)`` with
+    ``layout="(C, H, W) or (N, C, H, W)"`` for an input that may come without its batch axis.
+    """
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if a.ndim not in allowed:
+        want = " or ".join(f"{k}-D" for k in allowed)
         raise ValueError(
-            f"{func}: {name} must be {ndim}-D {layout}, got shape {a.shape} ({a.ndim}-D)"
+            f"{func}: {name} must be {want} {layout}, got shape {a.shape} ({a.ndim}-D)"
         )
+
+
+def as_choice(func: str, name: str, v, choices: tuple) -> str:
+    """``v`` if it is one of the strings ``choices``, else a ValueError listing them."""
+    if not isinstance(v, str) or v not in choices:
+        raise ValueError(f"{func}: {name} must be one of {choices}, got {v!r}")
+    return v
 
 
 def as_int(func: str, name: str, v, minimum: int | None = None,

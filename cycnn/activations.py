@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_array, as_real, float_dtype
+from ._validate import as_array, as_real, float_dtype, param_dtype
 
-__all__ = ["relu_forward", "relu_backward", "softmax", "log_softmax",
-           "leaky_relu_forward", "leaky_relu_backward", "tanh_forward", "tanh_backward",
-           "sigmoid_forward", "sigmoid_backward"]
+__all__ = ["relu_forward", "relu_backward", "softmax", "log_softmax", "softmax_backward",
+           "log_softmax_backward", "leaky_relu_forward", "leaky_relu_backward", "tanh_forward",
+           "tanh_backward", "sigmoid_forward", "sigmoid_backward"]
 
 
 def _as_float(func, name, a, *others):
@@ -47,7 +47,7 @@ def relu_forward(x):
     array([0., 0., 3.])
     """
     x = _as_float("relu_forward", "x", x)
-    return np.maximum(x, 0, dtype=x.dtype)
+    return np.asarray(np.maximum(x, 0, dtype=x.dtype))
 
 
 def relu_backward(dy, x):
@@ -98,17 +98,27 @@ def relu_backward(dy, x):
 
 
 def _check_axis(func, z, axis):
-    if z.ndim == 0:
-        raise ValueError(f"{func}: z must be at least 1-D, got a 0-d array")
+    """``axis`` as a valid index of ``z``'s axes; a 0-d ``z`` has one implicit axis, so
+    0 and -1 are valid for it (PyTorch's rule)."""
+    ndim = max(z.ndim, 1)
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool) or not (
-        -z.ndim <= axis < z.ndim
+        -ndim <= axis < ndim
     ):
         raise ValueError(f"{func}: axis={axis!r} is out of range for z.shape={z.shape}")
-    if z.shape[axis] == 0:
-        raise ValueError(f"{func}: z has no entries along axis {axis} (z.shape={z.shape})")
+    return int(axis)
 
 
-def softmax(z, axis=-1):
+def _prepare(func, z, axis, dtype):
+    """z as a float array of at least one axis (0-d reads as one entry), in ``dtype`` if
+    given, the checked axis, and z's own shape."""
+    z = _as_float(func, "z", z)
+    if dtype is not None:
+        z = z.astype(param_dtype(func, dtype), copy=False)
+    axis = _check_axis(func, z, axis)
+    return z.reshape(z.shape or (1,)), axis, z.shape
+
+
+def softmax(z, axis=-1, dtype=None):
     """Softmax along ``axis``: ``softmax(z)_k = exp(z_k - m) / sum_j exp(z_j - m)``.
 
     ``m`` is the maximum along ``axis``; subtracting it changes nothing mathematically
@@ -116,21 +126,25 @@ def softmax(z, axis=-1):
 
     Parameters
     ----------
-    z : array_like, at least 1-D
-        Scores (logits), for example ``(N, K)`` with one row per sample.
+    z : array_like, any shape
+        Scores (logits), for example ``(N, K)`` with one row per sample. A 0-d ``z`` is
+        one score (its softmax is 1), as in PyTorch.
     axis : int, default -1
-        The axis holding the classes.
+        The axis holding the classes (0 or -1 for a 0-d ``z``).
+    dtype : float32 or float64, optional
+        Compute in this dtype (PyTorch's ``dtype=``: the input is cast first).
 
     Returns
     -------
     ndarray, shape of z
-        Non-negative, summing to 1 along ``axis``; float32 for float32 ``z``, else
-        float64.
+        Non-negative, summing to 1 along ``axis``; in ``dtype`` if given, else float32 for
+        float32 ``z`` and float64 otherwise. An empty ``z`` (an empty class axis included)
+        gives an empty result, as in PyTorch.
 
     Raises
     ------
     ValueError
-        0-d ``z``, an empty class axis, or ``axis`` out of range.
+        ``axis`` out of range, or a dtype other than float32/float64.
     TypeError
         Non-numeric ``z``.
 
@@ -140,13 +154,14 @@ def softmax(z, axis=-1):
     array([0.5, 0.5])
     """
     func = "softmax"
-    z = _as_float(func, "z", z)
-    _check_axis(func, z, axis)
+    z, axis, shape = _prepare(func, z, axis, dtype)
+    if z.size == 0:
+        return np.empty(shape, z.dtype)
     e = np.exp(z - z.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    return (e / e.sum(axis=axis, keepdims=True)).reshape(shape)
 
 
-def log_softmax(z, axis=-1):
+def log_softmax(z, axis=-1, dtype=None):
     """Logarithm of :func:`softmax`, computed without forming the softmax.
 
     ``log_softmax(z)_k = (z_k - m) - log(sum_j exp(z_j - m))`` with ``m`` the maximum
@@ -154,18 +169,21 @@ def log_softmax(z, axis=-1):
 
     Parameters
     ----------
-    z : array_like, at least 1-D
+    z : array_like, any shape
+        A 0-d ``z`` is one score (its log-softmax is 0).
     axis : int, default -1
+    dtype : float32 or float64, optional
+        Compute in this dtype, as for :func:`softmax`.
 
     Returns
     -------
     ndarray, shape of z
-        float32 for float32 ``z``, else float64.
+        In ``dtype`` if given, else float32 for float32 ``z`` and float64 otherwise.
 
     Raises
     ------
     ValueError
-        0-d ``z``, an empty class axis, or ``axis`` out of range.
+        ``axis`` out of range, or a dtype other than float32/float64.
     TypeError
         Non-numeric ``z``.
 
@@ -175,10 +193,96 @@ def log_softmax(z, axis=-1):
     array([-10000.,      0.])
     """
     func = "log_softmax"
-    z = _as_float(func, "z", z)
-    _check_axis(func, z, axis)
+    z, axis, shape = _prepare(func, z, axis, dtype)
+    if z.size == 0:
+        return np.empty(shape, z.dtype)
     shifted = z - z.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    return (shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))).reshape(shape)
+
+
+def _check_backward(func, dy, y, axis):
+    dy, y = as_array(func, "dy", dy), as_array(func, "y", y)
+    dy, y = _as_float(func, "dy", dy, y), _as_float(func, "y", y, dy)
+    if dy.shape != y.shape:
+        raise ValueError(
+            f"{func}: dy must have the shape of y; got dy.shape={dy.shape}, y.shape={y.shape}"
+        )
+    axis = _check_axis(func, y, axis)
+    return dy.reshape(dy.shape or (1,)), y.reshape(y.shape or (1,)), axis, y.shape
+
+
+def softmax_backward(dy, y, axis=-1):
+    """Backward pass of :func:`softmax`, from its output ``y``.
+
+    ``y_k`` depends on every ``z_j`` of its row: ``dy_k/dz_j = y_k (delta_kj - y_j)``, so
+    adding up every path, ``dz_j = sum_k dy_k y_k (delta_kj - y_j) = y_j (dy_j - sum_k dy_k y_k)``.
+
+    Parameters
+    ----------
+    dy : array_like
+        Gradient of the loss with respect to ``y``.
+    y : array_like, shape of dy
+        The forward output ``softmax(z, axis)``.
+    axis : int, default -1
+        As given to the forward pass.
+
+    Returns
+    -------
+    dz : ndarray, shape of y
+        float32 when both arguments are float32, float64 otherwise (after a forward pass
+        with ``dtype=``, cast it to the input's dtype, as PyTorch does).
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, or ``axis`` out of range.
+    TypeError
+        Non-numeric arrays.
+
+    Examples
+    --------
+    >>> softmax_backward([1.0, 0.0], [0.5, 0.5])
+    array([ 0.25, -0.25])
+    """
+    func = "softmax_backward"
+    dy, y, axis, shape = _check_backward(func, dy, y, axis)
+    return (y * (dy - (dy * y).sum(axis=axis, keepdims=True))).reshape(shape)
+
+
+def log_softmax_backward(dy, y, axis=-1):
+    """Backward pass of :func:`log_softmax`, from its output ``y``.
+
+    ``y_k = z_k - log sum_j exp(z_j)`` gives ``dy_k/dz_j = delta_kj - softmax(z)_j``, so
+    ``dz_j = dy_j - exp(y_j) * sum_k dy_k``.
+
+    Parameters
+    ----------
+    dy : array_like
+        Gradient of the loss with respect to ``y``.
+    y : array_like, shape of dy
+        The forward output ``log_softmax(z, axis)``.
+    axis : int, default -1
+
+    Returns
+    -------
+    dz : ndarray, shape of y
+        float32 when both arguments are float32, float64 otherwise.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, or ``axis`` out of range.
+    TypeError
+        Non-numeric arrays.
+
+    Examples
+    --------
+    >>> log_softmax_backward([1.0, 0.0], np.log([0.5, 0.5]))
+    array([ 0.5, -0.5])
+    """
+    func = "log_softmax_backward"
+    dy, y, axis, shape = _check_backward(func, dy, y, axis)
+    return (dy - np.exp(y) * dy.sum(axis=axis, keepdims=True)).reshape(shape)
 
 
 # --------------------------------------------------------------------------- more activations

@@ -1,13 +1,16 @@
-"""2-D convolution: forward pass, backward pass and the teaching helpers.
+"""2-D convolution and transposed convolution: forward and backward passes.
 
 The public functions check their arguments (with :mod:`cycnn.geometry`), settle the dtype,
 pad the input and allocate the outputs; the loops themselves are in ``cycnn/_conv.pyx``.
 As in every CNN library, the "convolution" computed here is a cross-correlation (the
 kernel is not flipped):
 
-    y[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * x[n, c, i*sh + p - pt, j*sw + q - pl]
+    y[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * xp[n, c0 + c, i*sh + p*rh, j*sw + q*rw]
 
-Layout is NCHW with weights ``(F, C, KH, KW)`` and bias ``(F,)``, as in PyTorch.
+where ``xp`` is the padded input, ``(rh, rw)`` the dilation and ``c0`` the first input
+channel of filter f's group (0 without groups). Layout is NCHW with weights
+``(F, C / groups, KH, KW)`` and bias ``(F,)``, as in PyTorch; a transposed convolution
+takes PyTorch's ``ConvTranspose2d`` layout ``(C_in, C_out / groups, KH, KW)``.
 """
 
 from __future__ import annotations
@@ -19,62 +22,83 @@ import numpy as np
 from . import _dispatch
 from ._threads import resolve_threads, threads_for
 from ._validate import as_array, as_float
-from .geometry import check_conv_args, zero_pad
+from .geometry import (
+    as_batch,
+    check_conv_args,
+    check_conv_transpose_args,
+    fold_padding,
+    pad_input,
+    zero_pad,
+)
 
 _conv = _dispatch.load("_conv")
 
-__all__ = ["conv2d_forward", "conv2d_backward", "clear_workspace"]
+__all__ = ["conv2d_forward", "conv2d_backward", "conv_transpose2d_forward",
+           "conv_transpose2d_backward", "clear_workspace"]
 
 
 # --------------------------------------------------------------------------- passes
 
-def conv2d_forward(x, w, b=None, stride=1, padding=0, *, threads=None, algorithm="auto"):
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
+                   padding_mode="zeros", *, threads=None, algorithm="auto"):
     """Forward pass of a 2-D convolution layer (a cross-correlation, as in PyTorch).
 
-    ``y[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * xp[n, c, i*sh + p, j*sw + q]``
-    where ``xp`` is ``x`` zero-padded.
+    ``y[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * xp[n, c0 + c, i*sh + p*rh, j*sw + q*rw]``
+    where ``xp`` is ``x`` padded, ``(rh, rw)`` the dilation and ``c0 = (f // (F / G)) * C / G``
+    the first input channel of filter f's group.
 
     Parameters
     ----------
-    x : array_like, shape (N, C, H, W)
-        Input batch.
-    w : array_like, shape (F, C, KH, KW)
+    x : array_like, shape (N, C, H, W) or (C, H, W)
+        Input batch, or one sample without the batch axis (as PyTorch accepts). N may be 0.
+    w : array_like, shape (F, C / groups, KH, KW)
         Filters (PyTorch's ``Conv2d.weight`` layout).
     b : array_like, shape (F,), optional
         One bias per filter; ``None`` for no bias.
     stride : int or (int, int), default 1
         ``(sh, sw)``, each at least 1.
     padding : int, (int, int), ((int, int), (int, int)), 'valid' or 'same', default 0
-        See :func:`cycnn.resolve_padding`. ``'same'`` needs stride 1; an even kernel is allowed
-        and puts the extra row/column at the bottom/right.
+        See :func:`cycnn.resolve_padding`. ``'same'`` needs stride 1; an odd total padding
+        ``rh * (KH - 1)`` puts the extra row/column at the bottom/right.
+    dilation : int or (int, int), default 1
+        ``(rh, rw)``, each at least 1: tap ``(p, q)`` of a window reads ``(p * rh, q * rw)``
+        from its corner, so the kernel spans ``rh * (KH - 1) + 1`` rows.
+    groups : int, default 1
+        G, at least 1, dividing C and F: the channels and the filters split into G groups
+        and filter group g sees only channel group g (G = C is a depthwise convolution).
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
+        What the padding holds (PyTorch's ``Conv2d.padding_mode``); see
+        :func:`cycnn.pad_input`. 'reflect' needs padding below the input size, 'circular'
+        at most it.
     threads : int, optional
         Threads for this call's compiled loops; defaults to
         :func:`cycnn.get_num_threads`.
     algorithm : {'auto', 'direct', 'im2col'}, default 'auto'
         ``'direct'`` runs the loops of the equation above; ``'im2col'`` copies every
-        window into a column and lets one BLAS matrix product do the sums (faster for
-        most layers, and done in chunks of the batch so the copy stays bounded);
-        ``'auto'`` picks by shape. All give the same result to rounding.
+        window into a column and lets one BLAS matrix product per group do the sums
+        (faster for most layers, and done in chunks of the batch so the copy stays
+        bounded); ``'auto'`` picks by shape. All give the same result to rounding.
 
     Returns
     -------
-    y : ndarray, shape (N, F, OH, OW)
-        ``OH = (H + pt + pb - KH) // sh + 1`` and likewise ``OW``. float32 when every
-        argument is float32, float64 otherwise (mixed float32/float64 and integer
-        arguments are computed in float64).
+    y : ndarray, shape (N, F, OH, OW), or (F, OH, OW) for an unbatched x
+        ``OH = (H + pt + pb - rh * (KH - 1) - 1) // sh + 1`` and likewise ``OW``. float32
+        when every argument is float32, float64 otherwise (mixed float32/float64 and
+        integer arguments are computed in float64).
 
     Raises
     ------
     ValueError
-        Wrong number of dimensions, channel mismatch, bias of the wrong length, kernel
-        larger than the padded input, stride < 1, bad padding.
+        Wrong number of dimensions, channel mismatch, groups not dividing C or F, bias of
+        the wrong length, (dilated) kernel larger than the padded input, stride or
+        dilation < 1, bad padding, unknown padding_mode or padding beyond its limit.
     TypeError
-        Non-numeric arrays, non-integer stride or padding.
+        Non-numeric arrays, non-integer stride, dilation, groups or padding.
 
     Notes
     -----
-    Output size per axis: ``(W1 - F + 2P) // S + 1``. A 32x32x3 image with six 5x5x3
-    filters gives 28x28x6.
+    Output size per axis: ``(W1 - F + 2P) // S + 1`` for an undilated kernel. A 32x32x3
+    image with six 5x5x3 filters gives 28x28x6.
 
     Examples
     --------
@@ -83,48 +107,50 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, *, threads=None, algorithm
     >>> conv2d_forward(x, w, b=np.array([0.5]))
     array([[[[ 8.5, 12.5],
              [20.5, 24.5]]]])
+    >>> conv2d_forward(x, w, dilation=2)  # the four corners
+    array([[[[16.]]]])
     """
     func = "conv2d_forward"
     x = as_array(func, "x", x)
     w = as_array(func, "w", w)
     b = None if b is None else as_array(func, "b", b)
-    (sh, sw), pads, yshape = check_conv_args(func, x, w, b, stride, padding)
+    geo = check_conv_args(func, x, w, b, stride, padding, dilation, groups, padding_mode)
     nt = resolve_threads(func, threads)
     x, w, b = as_float(func, x=x, w=w, b=b)
     if b is None:
         b = np.zeros(w.shape[0], x.dtype)
-    xp = zero_pad(x, pads) if any(sum(pads, ())) else x
-    y = np.empty(yshape, x.dtype)
-    if _choose(func, algorithm, w.shape, yshape) == "direct":
-        _conv.conv2d_forward(xp, w, b, y, sh, sw, nt)
-    else:
-        _forward_im2col(xp, w, b, y, sh, sw, nt)
+    x4, _ = as_batch(x)
+    xp = _pad(x4, geo)
+    y = np.empty(geo.yshape, x.dtype)
+    y4, _ = as_batch(y)
+    _forward(func, algorithm, xp, w, b, y4, geo, nt)
     return y
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None, algorithm="auto",
-                    need_dx=True):
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1,
+                    padding_mode="zeros", *, threads=None, algorithm="auto", need_dx=True):
     """Backward pass of :func:`conv2d_forward`.
 
     Given ``dy = dL/dy``, returns the gradients of the loss with respect to the input,
     the filters and the bias. The gradients are plain sums over the batch: averaging
     belongs to the loss, as in PyTorch.
 
-    ``dx[n, c, h, w] = sum_{f, p, q} w[f, c, p, q] * dy[n, f, (h+pt-p) / sh, (w+pl-q) / sw]``
-    (terms with a non-integer or out-of-range index are zero: a full convolution of the
-    dilated ``dy`` with the 180-degree-rotated filter),
-    ``dw[f, c, p, q]  = sum_{n, i, j} dy[n, f, i, j] * xp[n, c, i*sh + p, j*sw + q]``,
+    ``dxp[n, c0 + c, i*sh + p*rh, j*sw + q*rw] += w[f, c, p, q] * dy[n, f, i, j]`` summed
+    over every path (a full convolution of the stride-dilated ``dy`` with the
+    180-degree-rotated, ``(rh, rw)``-dilated filter), then folded back through the
+    padding (:func:`cycnn.fold_padding`: a crop for zeros),
+    ``dw[f, c, p, q]  = sum_{n, i, j} dy[n, f, i, j] * xp[n, c0 + c, i*sh + p*rh, j*sw + q*rw]``,
     ``db[f]           = sum_{n, i, j} dy[n, f, i, j]``.
 
     Parameters
     ----------
-    dy : array_like, shape (N, F, OH, OW)
+    dy : array_like, shape (N, F, OH, OW), or (F, OH, OW) for an unbatched x
         Gradient of the loss with respect to the forward output.
-    x : array_like, shape (N, C, H, W)
+    x : array_like, shape (N, C, H, W) or (C, H, W)
         The forward input.
-    w : array_like, shape (F, C, KH, KW)
+    w : array_like, shape (F, C / groups, KH, KW)
         The forward filters.
-    stride, padding
+    stride, padding, dilation, groups, padding_mode
         Exactly as given to the forward pass.
     threads : int, optional
         Threads for this call's compiled loops; defaults to
@@ -137,8 +163,8 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None, algorithm="a
 
     Returns
     -------
-    dx : ndarray, shape (N, C, H, W), or None when need_dx is False
-    dw : ndarray, shape (F, C, KH, KW)
+    dx : ndarray, shape of x, or None when need_dx is False
+    dw : ndarray, shape (F, C / groups, KH, KW)
     db : ndarray, shape (F,)
         All in the common dtype of the arguments (see :func:`conv2d_forward`).
 
@@ -162,31 +188,223 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, *, threads=None, algorithm="a
     dy = as_array(func, "dy", dy)
     x = as_array(func, "x", x)
     w = as_array(func, "w", w)
-    (sh, sw), pads, yshape = check_conv_args(func, x, w, None, stride, padding)
-    if dy.shape != yshape:
+    geo = check_conv_args(func, x, w, None, stride, padding, dilation, groups, padding_mode)
+    if dy.shape != geo.yshape:
         raise ValueError(
-            f"{func}: dy must have the forward output's shape {yshape} for x.shape={x.shape}, "
-            f"w.shape={w.shape}, stride=({sh}, {sw}), padding={pads}; got dy.shape={dy.shape}"
+            f"{func}: dy must have the forward output's shape {geo.yshape} for x.shape="
+            f"{x.shape}, w.shape={w.shape}, stride={geo.stride}, padding={geo.pads}"
+            + ("" if geo.dilation == (1, 1) else f", dilation={geo.dilation}")
+            + f"; got dy.shape={dy.shape}"
         )
     nt = resolve_threads(func, threads)
     dy, x, w = as_float(func, dy=dy, x=x, w=w)
-    (pt, pb), (pl, pr) = pads
-    N, C, H, W = x.shape
-    xp = zero_pad(x, pads) if any(sum(pads, ())) else x
+    (dy4, _), (x4, _) = as_batch(dy), as_batch(x)
+    padded = any(sum(geo.pads, ()))
+    xp = _pad(x4, geo)
     dxp = np.zeros(xp.shape, x.dtype) if need_dx else None
-    if _choose(func, algorithm, w.shape, yshape) == "direct":
-        dw = np.empty(w.shape, x.dtype)
-        _conv.conv2d_backward_weight(dy, xp, dw, sh, sw, nt)
-        if need_dx:
-            _conv.conv2d_backward_input(dy, w, dxp, sh, sw, nt)
-    else:
-        dw = _backward_im2col(dy, xp, w, dxp, sh, sw, nt)
+    dw = np.empty(w.shape, x.dtype)
+    _backward(func, algorithm, dy4, xp, w, dxp, dw, geo, nt)
     dx = None
     if need_dx:
-        # backward through padding: drop the border (a copy only when there is one)
-        dx = np.ascontiguousarray(dxp[:, :, pt:pt + H, pl:pl + W])
-    db = dy.sum(axis=(0, 2, 3))
+        # backward through padding: drop the border, or fold it back onto the rows and
+        # columns it copied (a copy only when there is padding)
+        dx = fold_padding(dxp, geo.pads, geo.padding_mode) if padded else dxp
+        dx = dx if geo.batched else dx[0]
+    db = dy4.sum(axis=(0, 2, 3))
     return dx, dw, db
+
+
+def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1,
+                             dilation=1, *, threads=None, algorithm="auto"):
+    """Forward pass of a 2-D transposed convolution (PyTorch's ``conv_transpose2d``).
+
+    Every input element scatters a copy of its filters, scaled by itself, onto the output:
+    ``yf[n, g*Fg + f, i*sh + p*rh, j*sw + q*rw] += x[n, c, i, j] * w[c, f, p, q]`` for the
+    channels c of group g, then ``y = yf`` with ``pt`` rows cropped at the top (and so on)
+    plus ``b``. This is exactly the input gradient of :func:`conv2d_forward` with the same
+    filters, stride, padding, dilation and groups: a transposed convolution maps shapes
+    the way a convolution's backward pass does.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C_in, H, W) or (C_in, H, W)
+        Input batch, or one sample. N may be 0.
+    w : array_like, shape (C_in, C_out / groups, KH, KW)
+        Filters in PyTorch's ``ConvTranspose2d.weight`` layout (input channels first).
+    b : array_like, shape (C_out,), optional
+        One bias per output channel; ``None`` for none.
+    stride : int or (int, int), default 1
+        ``(sh, sw)``, at least 1: the step, on the output, between the windows that
+        neighbouring inputs scatter onto.
+    padding : int, (int, int) or ((int, int), (int, int)), default 0
+        Rows and columns cropped from the full scatter (``pt, pb, pl, pr``), each at least
+        0: the padding of the convolution this one transposes.
+    output_padding : int or (int, int), default 0
+        Extra rows/columns at the bottom/right of the output (they receive only the
+        bias), each at least 0 and smaller than the stride or the dilation on its axis.
+    groups : int, default 1
+        G, at least 1, dividing C_in: input channel group g scatters onto output group g.
+    dilation : int or (int, int), default 1
+        ``(rh, rw)``, at least 1: the spacing of the filter taps on the output.
+    threads : int, optional
+        Threads for this call's compiled loops; defaults to :func:`cycnn.get_num_threads`.
+    algorithm : {'auto', 'direct', 'im2col'}, default 'auto'
+        As for :func:`conv2d_forward`.
+
+    Returns
+    -------
+    y : ndarray, shape (N, C_out, OH, OW), or (C_out, OH, OW) for an unbatched x
+        ``OH = (H - 1) * sh - pt - pb + rh * (KH - 1) + 1 + oph``
+        (:func:`cycnn.conv_transpose_output_size`), likewise ``OW``; dtype as for
+        :func:`conv2d_forward`.
+
+    Raises
+    ------
+    ValueError
+        Wrong dimensions, channel mismatch, groups not dividing C_in, bias of the wrong
+        length, stride or dilation < 1, output_padding not below the stride or the
+        dilation, string padding, or padding that crops the whole output.
+    TypeError
+        Non-numeric arrays, non-integer arguments.
+
+    Examples
+    --------
+    >>> x = np.array([[[[1.0, 2.0]]]])           # one 1x2 input
+    >>> w = np.array([[[[1.0, 10.0]]]])          # (C_in, C_out, KH, KW) = (1, 1, 1, 2)
+    >>> conv_transpose2d_forward(x, w, stride=2)
+    array([[[[ 1., 10.,  2., 20.]]]])
+    """
+    func = "conv_transpose2d_forward"
+    x = as_array(func, "x", x)
+    w = as_array(func, "w", w)
+    b = None if b is None else as_array(func, "b", b)
+    geo, _ = check_conv_transpose_args(func, x, w, b, stride, padding, output_padding,
+                                       groups, dilation)
+    nt = resolve_threads(func, threads)
+    x, w, b = as_float(func, x=x, w=w, b=b)
+    x4, _ = as_batch(x)
+    N, F, OH, OW = geo.yshape if geo.batched else (1, *geo.yshape)
+    (pt, pb), (pl, pr) = geo.pads
+    # the full scatter: every window of every input, before the crop
+    yf = np.zeros((N, F, OH + pt + pb, OW + pl + pr), x.dtype)
+    _backward(func, algorithm, x4, None, w, yf, None, geo, nt)
+    y = yf[:, :, pt:pt + OH, pl:pl + OW]
+    if b is not None:
+        y += b[None, :, None, None]
+    y = np.ascontiguousarray(y)
+    return y if geo.batched else y[0]
+
+
+def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, groups=1,
+                              dilation=1, *, threads=None, algorithm="auto", need_dx=True):
+    """Backward pass of :func:`conv_transpose2d_forward`.
+
+    Adding up every path from an input to the loss: ``x[n, c, i, j]`` reached the outputs
+    its window covers, each through one filter tap, so
+
+    ``dx[n, c, i, j] = sum_{f, p, q} w[c, f, p, q] * dyf[n, g*Fg + f, i*sh + p*rh, j*sw + q*rw]``
+
+    where ``dyf`` is ``dy`` zero-padded back to the full scatter's size: an ordinary
+    convolution of ``dy`` with the same filters (read as ``(F, C, KH, KW)`` = ``(C_in,
+    C_out / G, KH, KW)``) and the same stride, padding, dilation and groups. Likewise
+    ``dw[c, f, p, q] = sum_{n, i, j} x[n, c, i, j] * dyf[n, g*Fg + f, i*sh + p*rh, j*sw + q*rw]``
+    and ``db[f] = sum_{n, i, j} dy[n, f, i, j]``.
+
+    Parameters
+    ----------
+    dy : array_like, shape (N, C_out, OH, OW), or (C_out, OH, OW) for an unbatched x
+        Gradient of the loss with respect to the forward output.
+    x : array_like, shape (N, C_in, H, W) or (C_in, H, W)
+        The forward input.
+    w : array_like, shape (C_in, C_out / groups, KH, KW)
+        The forward filters.
+    stride, padding, output_padding, groups, dilation
+        Exactly as given to the forward pass.
+    threads, algorithm
+        As for :func:`conv_transpose2d_forward`.
+    need_dx : bool, default True
+        ``False`` skips the input gradient (returned as None).
+
+    Returns
+    -------
+    dx : ndarray, shape of x, or None when need_dx is False
+    dw : ndarray, shape (C_in, C_out / groups, KH, KW)
+    db : ndarray, shape (C_out,)
+
+    Raises
+    ------
+    ValueError
+        As for the forward pass, and when ``dy`` does not have the forward output's shape.
+    TypeError
+        Non-numeric arrays.
+
+    Examples
+    --------
+    >>> x = np.array([[[[1.0, 2.0]]]])
+    >>> w = np.array([[[[1.0, 10.0]]]])
+    >>> dx, dw, db = conv_transpose2d_backward(np.array([[[[1.0, 0.0, 0.0, 1.0]]]]), x, w,
+    ...                                        stride=2)
+    >>> dx, dw
+    (array([[[[ 1., 10.]]]]), array([[[[1., 2.]]]]))
+    """
+    func = "conv_transpose2d_backward"
+    dy = as_array(func, "dy", dy)
+    x = as_array(func, "x", x)
+    w = as_array(func, "w", w)
+    geo, op = check_conv_transpose_args(func, x, w, None, stride, padding, output_padding,
+                                        groups, dilation)
+    if dy.shape != geo.yshape:
+        raise ValueError(
+            f"{func}: dy must have the forward output's shape {geo.yshape} for x.shape="
+            f"{x.shape}, w.shape={w.shape}, stride={geo.stride}, padding={geo.pads}, "
+            f"output_padding={op}, dilation={geo.dilation}; got dy.shape={dy.shape}"
+        )
+    nt = resolve_threads(func, threads)
+    dy, x, w = as_float(func, dy=dy, x=x, w=w)
+    (dy4, _), (x4, _) = as_batch(dy), as_batch(x)
+    # the gradient of the full scatter: zero where the crop threw it away
+    dyf = zero_pad(dy4, geo.pads) if any(sum(geo.pads, ())) else dy4
+    dx = None
+    if need_dx:
+        dx = np.empty(x4.shape, x.dtype)
+        _forward(func, algorithm, dyf, w, np.zeros(w.shape[0], x.dtype), dx, geo, nt)
+        dx = dx if geo.batched else dx[0]
+    dw = np.empty(w.shape, x.dtype)
+    _backward(func, algorithm, x4, dyf, w, None, dw, geo, nt)
+    db = dy4.sum(axis=(0, 2, 3))
+    return dx, dw, db
+
+
+def _pad(x, geo):
+    """x padded as the geometry says (x itself when there is no padding)."""
+    if not any(sum(geo.pads, ())):
+        return x
+    return zero_pad(x, geo.pads) if geo.padding_mode == "zeros" else \
+        pad_input(x, geo.pads, geo.padding_mode)
+
+
+def _forward(func, algorithm, xp, w, b, y, geo, nt):
+    """y = the convolution of xp with w, by the chosen route (y is 4-D, preallocated)."""
+    (sh, sw), (rh, rw), G = geo.stride, geo.dilation, geo.groups
+    if _choose(func, algorithm, w.shape, y.shape, G) == "direct":
+        _conv.conv2d_forward(xp, w, b, y, sh, sw, rh, rw, G, nt)
+    else:
+        _forward_im2col(xp, w, b, y, sh, sw, rh, rw, G, nt)
+
+
+def _backward(func, algorithm, dy, xp, w, dxp, dw, geo, nt):
+    """Fill dw (the weight gradient, unless xp is None) and dxp (the gradient of the
+    padded input, accumulated into zeros, unless dxp is None), by the chosen route."""
+    (sh, sw), (rh, rw), G = geo.stride, geo.dilation, geo.groups
+    if _choose(func, algorithm, w.shape, dy.shape, G) == "direct":
+        if xp is not None:
+            _conv.conv2d_backward_weight(dy, xp, dw, sh, sw, rh, rw, G, nt)
+        if dxp is not None:
+            _conv.conv2d_backward_input(dy, w, dxp, sh, sw, rh, rw, G, nt)
+    else:
+        part = _backward_im2col(dy, xp, w, dxp, sh, sw, rh, rw, G, nt)
+        if xp is not None:
+            dw[...] = part
 
 
 # --------------------------------------------------------------------------- im2col route
@@ -222,16 +440,15 @@ def clear_workspace():
     _local.__dict__.pop("bufs", None)
 
 
-def _choose(func, algorithm, wshape, yshape):
+def _choose(func, algorithm, wshape, yshape, groups=1):
     """The route to take: the user's choice, or by shape for ``'auto'``."""
     if algorithm not in _ALGORITHMS:
         raise ValueError(f"{func}: algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
     if algorithm != "auto":
         return algorithm
-    F, C, KH, KW = wshape
     # A matrix product only pays for its copy when each copied element is reused by
-    # several filters; with one or two filters the direct loops win.
-    return "im2col" if F >= 3 else "direct"
+    # several filters; with one or two filters per group the direct loops win.
+    return "im2col" if yshape[1] // groups >= 3 else "direct"
 
 
 #: below this many elements a copy loop runs on one thread: waking a second, sleeping
@@ -249,51 +466,63 @@ def _chunks(N, rows, P):
     return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)], step
 
 
-def _forward_im2col(xp, w, b, y, sh, sw, nt):
-    """y = w @ im2col(xp) + b, a chunk of the batch at a time."""
+def _forward_im2col(xp, w, b, y, sh, sw, rh, rw, G, nt):
+    """y = w @ im2col(xp) + b, a chunk of the batch at a time (one product per group)."""
     N, F, OH, OW = y.shape
-    _, C, KH, KW = w.shape
-    K, P = C * KH * KW, OH * OW
+    _, Cg, KH, KW = w.shape
+    C, Fg = xp.shape[1], F // G
+    K, P = Cg * KH * KW, OH * OW  # rows of one group's block of cols
     w2 = w.reshape(F, K)
-    spans, step = _chunks(N, K, P)
-    buf = _workspace("cols", K * step * P, xp.dtype)
+    spans, step = _chunks(N, C * KH * KW, P)
+    buf = _workspace("cols", C * KH * KW * step * P, xp.dtype)
     out = _workspace("yt", F * step * P, xp.dtype)
     for n0, n1 in spans:
         nb = n1 - n0
-        cols = buf[: K * nb * P].reshape(K, nb * P)
-        _conv.im2col(xp[n0:n1], cols, KH, KW, OH, OW, sh, sw, _threads_for(cols.size, nt))
+        cols = buf[: C * KH * KW * nb * P].reshape(C * KH * KW, nb * P)
+        _conv.im2col(xp[n0:n1], cols, KH, KW, OH, OW, sh, sw, rh, rw,
+                     _threads_for(cols.size, nt))
         yt = out[: F * nb * P].reshape(F, nb * P)
-        np.matmul(w2, cols, out=yt)
+        for g in range(G):  # filters g*Fg... read the rows of channels g*Cg...
+            np.matmul(w2[g * Fg:(g + 1) * Fg], cols[g * K:(g + 1) * K],
+                      out=yt[g * Fg:(g + 1) * Fg])
         _conv.bias_transpose(yt, b, y[n0:n1].reshape(nb, F, P), _threads_for(yt.size, nt))
 
 
-def _backward_im2col(dy, xp, w, dxp, sh, sw, nt):
-    """dw = dy @ cols^T and dcols = w^T @ dy, then col2im; returns dw, fills dxp.
+def _backward_im2col(dy, xp, w, dxp, sh, sw, rh, rw, G, nt):
+    """dw = dy @ cols^T and dcols = w^T @ dy per group, then col2im; returns dw, fills dxp.
 
-    ``dxp=None`` skips the input gradient.
+    ``xp=None`` skips the weight gradient (returns None), ``dxp=None`` the input gradient.
     """
     N, F, OH, OW = dy.shape
-    _, C, KH, KW = w.shape
-    K, P = C * KH * KW, OH * OW
+    _, Cg, KH, KW = w.shape
+    Fg = F // G
+    CK = G * Cg * KH * KW  # rows of cols: every channel's taps
+    K, P = Cg * KH * KW, OH * OW
     w2 = w.reshape(F, K)
-    dw = np.zeros((F, K), xp.dtype)
-    spans, step = _chunks(N, K, P)
-    buf = _workspace("cols", K * step * P, xp.dtype)
-    dbuf = _workspace("dcols", K * step * P, xp.dtype) if dxp is not None else None
-    tbuf = _workspace("yt", F * step * P, xp.dtype)
-    part = np.empty((F, K), xp.dtype) if len(spans) > 1 else dw
+    dw = np.zeros((F, K), dy.dtype) if xp is not None else None
+    spans, step = _chunks(N, CK, P)
+    buf = _workspace("cols", CK * step * P, dy.dtype) if xp is not None else None
+    dbuf = _workspace("dcols", CK * step * P, dy.dtype) if dxp is not None else None
+    tbuf = _workspace("yt", F * step * P, dy.dtype)
+    part = np.empty((F, K), dy.dtype) if len(spans) > 1 and xp is not None else dw
     for n0, n1 in spans:
         nb = n1 - n0
-        cols = buf[: K * nb * P].reshape(K, nb * P)
-        _conv.im2col(xp[n0:n1], cols, KH, KW, OH, OW, sh, sw, _threads_for(cols.size, nt))
         dyt = tbuf[: F * nb * P].reshape(F, nb * P)
         _conv.transpose_nf(dy[n0:n1].reshape(nb, F, P), dyt, _threads_for(dyt.size, nt))
-        np.matmul(dyt, cols.T, out=part)
-        if part is not dw:
-            dw += part
+        if xp is not None:
+            cols = buf[: CK * nb * P].reshape(CK, nb * P)
+            _conv.im2col(xp[n0:n1], cols, KH, KW, OH, OW, sh, sw, rh, rw,
+                         _threads_for(cols.size, nt))
+            for g in range(G):
+                np.matmul(dyt[g * Fg:(g + 1) * Fg], cols[g * K:(g + 1) * K].T,
+                          out=part[g * Fg:(g + 1) * Fg])
+            if part is not dw:
+                dw += part
         if dxp is not None:
-            dcols = dbuf[: K * nb * P].reshape(K, nb * P)
-            np.matmul(w2.T, dyt, out=dcols)
-            _conv.col2im(dcols, dxp[n0:n1], KH, KW, OH, OW, sh, sw,
+            dcols = dbuf[: CK * nb * P].reshape(CK, nb * P)
+            for g in range(G):
+                np.matmul(w2[g * Fg:(g + 1) * Fg].T, dyt[g * Fg:(g + 1) * Fg],
+                          out=dcols[g * K:(g + 1) * K])
+            _conv.col2im(dcols, dxp[n0:n1], KH, KW, OH, OW, sh, sw, rh, rw,
                          _threads_for(dcols.size, nt))
-    return dw.reshape(w.shape)
+    return None if dw is None else dw.reshape(w.shape)

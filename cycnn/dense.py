@@ -2,7 +2,9 @@
 
     y[n, o] = b[o] + sum_d x[n, d] * w[o, d]        (y = x w^T + b)
 
-with ``x`` of shape ``(N, D_in)``, ``w`` of ``(D_out, D_in)`` and ``b`` of ``(D_out,)``.
+with ``x`` of shape ``(N, D_in)``, ``w`` of ``(D_out, D_in)`` and ``b`` of ``(D_out,)``. As in
+PyTorch, ``x`` may also be one sample ``(D_in,)`` or carry more leading axes
+``(..., D_in)``: every leading position is a row of its own.
 The backward pass follows from the chain rule one index at a time:
 
     dx[n, d] = sum_o dy[n, o] * w[o, d]   (dx = dy w)
@@ -22,11 +24,12 @@ __all__ = ["dense_forward", "dense_backward"]
 
 
 def _check_dense_args(func, x, w):
-    check_ndim(func, "x", x, 2, "(N, D_in)")
+    if x.ndim == 0:
+        raise ValueError(f"{func}: x must be at least 1-D (..., D_in), got a 0-d array")
     check_ndim(func, "w", w, 2, "(D_out, D_in)")
-    if x.shape[1] != w.shape[1]:
+    if x.shape[-1] != w.shape[1]:
         raise ValueError(
-            f"{func}: x has D_in={x.shape[1]} features but w expects D_in={w.shape[1]} "
+            f"{func}: x has D_in={x.shape[-1]} features but w expects D_in={w.shape[1]} "
             f"(x.shape={x.shape}, w.shape={w.shape}; w is (D_out, D_in) as in PyTorch)"
         )
 
@@ -36,8 +39,9 @@ def dense_forward(x, w, b=None):
 
     Parameters
     ----------
-    x : array_like, shape (N, D_in)
-        One row per sample (flatten an ``(N, C, H, W)`` batch with ``x.reshape(N, -1)``).
+    x : array_like, shape (N, D_in), (D_in,) or (..., D_in)
+        One row per sample (flatten an ``(N, C, H, W)`` batch with ``x.reshape(N, -1)``);
+        one sample, or any number of leading axes, as PyTorch accepts. N may be 0.
     w : array_like, shape (D_out, D_in)
         Weights, PyTorch's ``Linear.weight`` layout.
     b : array_like, shape (D_out,), optional
@@ -45,13 +49,13 @@ def dense_forward(x, w, b=None):
 
     Returns
     -------
-    y : ndarray, shape (N, D_out)
+    y : ndarray, shape (N, D_out), or x's leading axes and D_out
         float32 when every argument is float32, float64 otherwise.
 
     Raises
     ------
     ValueError
-        ``x`` or ``w`` not 2-D, feature counts that do not chain, bias of the wrong
+        ``x`` 0-d, ``w`` not 2-D, feature counts that do not chain, bias of the wrong
         length.
     TypeError
         Non-numeric arrays.
@@ -84,19 +88,19 @@ def dense_backward(dy, x, w):
 
     Parameters
     ----------
-    dy : array_like, shape (N, D_out)
+    dy : array_like, shape (N, D_out), or x's leading axes and D_out
         Gradient of the loss with respect to the forward output.
-    x : array_like, shape (N, D_in)
+    x : array_like, shape (N, D_in), (D_in,) or (..., D_in)
         The forward input.
     w : array_like, shape (D_out, D_in)
         The forward weights.
 
     Returns
     -------
-    dx : ndarray, shape (N, D_in)
+    dx : ndarray, shape of x
         ``dy w``.
     dw : ndarray, shape (D_out, D_in)
-        ``dy^T x`` (summed over the batch).
+        ``dy^T x`` (summed over the batch and every other leading axis).
     db : ndarray, shape (D_out,)
         ``dy`` summed over the batch (returned whether or not the forward pass had a
         bias).
@@ -104,8 +108,8 @@ def dense_backward(dy, x, w):
     Raises
     ------
     ValueError
-        Shapes that do not chain: ``dy`` must be ``(N, D_out)`` for ``x`` of
-        ``(N, D_in)`` and ``w`` of ``(D_out, D_in)``.
+        Shapes that do not chain: ``dy`` must be ``(..., D_out)`` for ``x`` of
+        ``(..., D_in)`` and ``w`` of ``(D_out, D_in)``.
     TypeError
         Non-numeric arrays.
 
@@ -121,11 +125,14 @@ def dense_backward(dy, x, w):
     x = as_array(func, "x", x)
     w = as_array(func, "w", w)
     _check_dense_args(func, x, w)
-    yshape = (x.shape[0], w.shape[0])
+    yshape = x.shape[:-1] + (w.shape[0],)
     if dy.shape != yshape:
         raise ValueError(
             f"{func}: dy must have the forward output's shape (N, D_out) = {yshape} for "
             f"x.shape={x.shape}, w.shape={w.shape}; got dy.shape={dy.shape}"
         )
     dy, x, w = as_float(func, dy=dy, x=x, w=w)
-    return dy @ w, dy.T @ x, dy.sum(axis=0)
+    shape = x.shape
+    dy, x = dy.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])  # one row per position
+    dx, dw, db = dy @ w, dy.T @ x, dy.sum(axis=0)
+    return dx.reshape(shape), dw, db

@@ -14,7 +14,8 @@ Each layer maps to one module or operator:
 =================  =======================  ======================
 cycnn              torch.nn                 ONNX
 =================  =======================  ======================
-Conv2D             Conv2d                   Conv
+Conv2D             Conv2d                   Conv (padding_mode zeros)
+ConvTranspose2D    ConvTranspose2d          ConvTranspose
 MaxPool2D          MaxPool2d                MaxPool
 AvgPool2D          AvgPool2d                AveragePool
 GlobalAvgPool2D    AdaptiveAvgPool2d(1)     GlobalAveragePool
@@ -39,6 +40,7 @@ from .layers import (
     BatchNorm1D,
     BatchNorm2D,
     Conv2D,
+    ConvTranspose2D,
     Dense,
     Dropout,
     Flatten,
@@ -61,23 +63,36 @@ ONNX_IR_VERSION = 8
 
 # --------------------------------------------------------------------------- to PyTorch
 
+def _symmetric(layer, torch_name):
+    """(ph, pw) of a convolution layer whose padding is the same on both sides."""
+    (pt, pb), (pl, pr) = layer.pads
+    if pt != pb or pl != pr:
+        raise ValueError(f"to_torch: {layer!r} has asymmetric padding {layer.pads}, "
+                         f"which torch.nn.{torch_name} cannot express")
+    return (pt, pl)
+
+
 def _torch_module(layer, nn):
-    """The ``torch.nn`` module computing what ``layer`` computes, from its config."""
-    cfg = layer.config()
-    kind = cfg["type"]
-    if kind == "Conv2D":
-        (pt, pb), (pl, pr) = layer.pads
-        if pt != pb or pl != pr:
-            raise ValueError(f"to_torch: {layer!r} has asymmetric padding {layer.pads}, "
-                             "which torch.nn.Conv2d cannot express")
-        return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
-                         layer.stride, (pt, pl))
+    """The ``torch.nn`` module computing what ``layer`` computes, from its arguments."""
+    kind = layer.config()["type"]
     makers = {
-        "MaxPool2D": lambda: nn.MaxPool2d(layer.kernel_size, layer.stride),
-        "AvgPool2D": lambda: nn.AvgPool2d(layer.kernel_size, layer.stride),
+        "Conv2D": lambda: nn.Conv2d(
+            layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+            _symmetric(layer, "Conv2d"), layer.dilation, layer.groups,
+            "bias" in layer.params, layer.padding_mode),
+        "ConvTranspose2D": lambda: nn.ConvTranspose2d(
+            layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+            _symmetric(layer, "ConvTranspose2d"), layer.output_padding, layer.groups,
+            "bias" in layer.params, layer.dilation),
+        "MaxPool2D": lambda: nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding,
+                                          layer.dilation, ceil_mode=layer.ceil_mode),
+        "AvgPool2D": lambda: nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding,
+                                          layer.ceil_mode, layer.count_include_pad,
+                                          layer.divisor_override),
         "ReLU": nn.ReLU,
         "Flatten": nn.Flatten,
-        "Dense": lambda: nn.Linear(layer.in_features, layer.out_features),
+        "Dense": lambda: nn.Linear(layer.in_features, layer.out_features,
+                                   "bias" in layer.params),
         "LeakyReLU": lambda: nn.LeakyReLU(layer.negative_slope),
         "Tanh": nn.Tanh,
         "Sigmoid": nn.Sigmoid,
@@ -95,17 +110,21 @@ def to_torch(model):
     """The equivalent ``torch.nn.Sequential`` holding a copy of ``model``'s weights and
     buffers (batch norm's running statistics), each module in its layer's mode.
 
-    Layer indices, names and shapes are the same, so
+    Layer indices, parameter names and shapes are the same, so
     ``model.load_state_dict(tm.state_dict())`` and back need no reshaping, and a
     ``.safetensors`` file saved by cycnn loads with ``tm.load_state_dict(
-    safetensors.torch.load_file(path))``.
+    safetensors.torch.load_file(path))``. Every argument of cycnn's layers carries over
+    (dilation, groups, ``bias=False`` and padding modes of ``Conv2D``; ``ConvTranspose2D``;
+    pooling padding, dilation, ``ceil_mode``, ``count_include_pad`` and
+    ``divisor_override``), except padding that differs between the two sides of an axis,
+    which PyTorch's modules cannot express.
 
     Raises
     ------
-    TypeError
-        A layer PyTorch has no module for.
     ValueError
-        A convolution with asymmetric padding.
+        A convolution layer with asymmetric padding.
+    TypeError
+        A layer with no PyTorch equivalent.
     """
     import torch
     from torch import nn
@@ -132,23 +151,27 @@ def _from_module(m, nn, dtype):
         return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
     if isinstance(m, nn.Conv2d):
-        if pair(m.dilation) != (1, 1) or m.groups != 1 or m.padding_mode != "zeros":
-            raise _unsupported(m, "only dilation=1, groups=1 and padding_mode='zeros'")
         padding = m.padding if isinstance(m.padding, str) else pair(m.padding)
         return Conv2D(m.in_channels, m.out_channels, pair(m.kernel_size), pair(m.stride),
-                      padding, rng=0, dtype=dtype)
+                      padding, pair(m.dilation), m.groups, m.bias is not None, m.padding_mode,
+                      rng=0, dtype=dtype)
+    if isinstance(m, nn.ConvTranspose2d):
+        if m.padding_mode != "zeros":
+            raise _unsupported(m, "only padding_mode='zeros'")
+        return ConvTranspose2D(m.in_channels, m.out_channels, pair(m.kernel_size),
+                               pair(m.stride), pair(m.padding), pair(m.output_padding),
+                               m.groups, m.bias is not None, pair(m.dilation), rng=0,
+                               dtype=dtype)
     if isinstance(m, nn.Linear):
-        return Dense(m.in_features, m.out_features, rng=0, dtype=dtype)
-    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-        if pair(m.padding) != (0, 0) or m.ceil_mode:
-            raise _unsupported(m, "only padding=0 and ceil_mode=False")
-        if isinstance(m, nn.MaxPool2d):
-            if pair(m.dilation) != (1, 1) or m.return_indices:
-                raise _unsupported(m, "only dilation=1 and return_indices=False")
-            return MaxPool2D(pair(m.kernel_size), pair(m.stride))
-        if m.divisor_override is not None:
-            raise _unsupported(m, "only divisor_override=None")
-        return AvgPool2D(pair(m.kernel_size), pair(m.stride))
+        return Dense(m.in_features, m.out_features, m.bias is not None, rng=0, dtype=dtype)
+    if isinstance(m, nn.MaxPool2d):
+        if m.return_indices:
+            raise _unsupported(m, "only return_indices=False")
+        return MaxPool2D(pair(m.kernel_size), pair(m.stride), pair(m.padding),
+                         pair(m.dilation), ceil_mode=m.ceil_mode)
+    if isinstance(m, nn.AvgPool2d):
+        return AvgPool2D(pair(m.kernel_size), pair(m.stride), pair(m.padding), m.ceil_mode,
+                         m.count_include_pad, m.divisor_override)
     if isinstance(m, nn.AdaptiveAvgPool2d):
         if pair(m.output_size) != (1, 1):
             raise _unsupported(m, "only output_size=1 (global average pooling)")
@@ -169,9 +192,10 @@ def _from_module(m, nn, dtype):
     simple = {nn.ReLU: ReLU, nn.Tanh: Tanh, nn.Sigmoid: Sigmoid}
     if type(m) in simple:
         return simple[type(m)]()
-    raise TypeError(f"from_torch: no cycnn layer for {m!r} (supported: Conv2d, Linear, "
-                    "MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, BatchNorm1d/2d, "
-                    "Dropout, ReLU, LeakyReLU, Tanh, Sigmoid, inside nn.Sequential)")
+    raise TypeError(f"from_torch: no cycnn layer for {m!r} (supported: Conv2d, "
+                    "ConvTranspose2d, Linear, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), "
+                    "Flatten, BatchNorm1d/2d, Dropout, ReLU, LeakyReLU, Tanh, Sigmoid, "
+                    "inside nn.Sequential)")
 
 
 def _leaves(module, nn):
@@ -191,7 +215,8 @@ def from_torch(module, input_shape=None):
     module : torch.nn.Sequential
         Made of the modules listed in this module's table (nested ``Sequential`` blocks
         are flattened and ``Identity`` modules dropped, so layer indices can differ from
-        PyTorch's). Convolutions and linear layers without a bias get a zero bias.
+        PyTorch's). Every option of the convolutions, pools and linear layers carries
+        over (dilation, groups, ``bias=False``, padding modes, ``ceil_mode``, ...).
     input_shape : tuple of int, optional
         Per-sample input shape, e.g. ``(1, 28, 28)``, checked against the layers.
 
@@ -205,7 +230,8 @@ def from_torch(module, input_shape=None):
     TypeError
         ``module`` is not an ``nn.Sequential``, or holds a module cycnn has no layer for.
     ValueError
-        A module with options cycnn does not implement (dilation, groups, ceil_mode, ...).
+        A module with an option cycnn does not implement (``return_indices=True``, a
+        transposed convolution with a padding mode other than zeros, ...).
     """
     import torch
     from torch import nn
@@ -226,9 +252,6 @@ def from_torch(module, input_shape=None):
     for m, layer in pairs:
         layer.train() if m.training else layer.eval()
         state = {k: v.detach().cpu().numpy() for k, v in m.state_dict().items()}
-        for name in ("weight", "bias"):
-            if name in layer.params and state.get(name) is None:
-                state[name] = np.zeros_like(layer.params[name])  # bias=False in torch
         for name, target in {**layer.params, **layer.buffers}.items():
             np.copyto(target, state[name], casting="unsafe")
     if input_shape is not None:
@@ -238,8 +261,9 @@ def from_torch(module, input_shape=None):
 
 # --------------------------------------------------------------------------- ONNX
 
-def _onnx_nodes(layer, i, x, helper, numpy_helper, init):
-    """The ONNX nodes for ``layer`` reading tensor ``x``; returns ``(nodes, output name)``."""
+def _onnx_nodes(layer, i, x, helper, numpy_helper, init, in_shape, out_shape):
+    """The ONNX nodes for ``layer`` reading tensor ``x`` of per-sample shape ``in_shape``
+    (``out_shape`` after the layer); returns ``(nodes, output name)``."""
     kind = type(layer).__name__
     y = f"y{i}"
 
@@ -248,19 +272,47 @@ def _onnx_nodes(layer, i, x, helper, numpy_helper, init):
         return f"{i}.{name}"
 
     node = helper.make_node
-    if kind == "Conv2D":
+    def weights():
+        ins = [const("weight", layer.params["weight"])]
+        return ins + ([const("bias", layer.params["bias"])] if "bias" in layer.params else [])
+
+    if kind in ("Conv2D", "ConvTranspose2D"):
         (pt, pb), (pl, pr) = layer.pads
-        return [node("Conv", [x, const("weight", layer.params["weight"]),
-                              const("bias", layer.params["bias"])], [y],
-                     kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
-                     pads=[pt, pl, pb, pr])], y
+        extra = {}
+        if kind == "Conv2D" and layer.padding_mode != "zeros":
+            raise ValueError(f"export_onnx: {layer!r} pads with padding_mode="
+                             f"{layer.padding_mode!r}; ONNX's Conv pads with zeros only")
+        if kind == "ConvTranspose2D":
+            extra["output_padding"] = list(layer.output_padding)
+        op = "Conv" if kind == "Conv2D" else "ConvTranspose"
+        return [node(op, [x, *weights()], [y], kernel_shape=list(layer.kernel_size),
+                     strides=list(layer.stride), pads=[pt, pl, pb, pr],
+                     dilations=list(layer.dilation), group=layer.groups, **extra)], y
     if kind in ("MaxPool2D", "AvgPool2D"):
-        op = "MaxPool" if kind == "MaxPool2D" else "AveragePool"
-        return [node(op, [x], [y], kernel_shape=list(layer.kernel_size),
-                     strides=list(layer.stride))], y
+        ph, pw = layer.padding
+        ends = [ph, pw]
+        if layer.ceil_mode:
+            # PyTorch's ceil_mode drops a last window that would start in the right-hand
+            # padding; ONNX runtimes keep it. So export ceil_mode as the end padding that
+            # gives PyTorch's (and cycnn's) output size with floor division.
+            if kind == "AvgPool2D" and layer.count_include_pad:
+                raise ValueError(f"export_onnx: {layer!r} has ceil_mode=True with "
+                                 "count_include_pad=True, which ONNX's AveragePool averages "
+                                 "differently")
+            dil = layer.dilation if kind == "MaxPool2D" else (1, 1)
+            ends = [(o - 1) * s + d * (k - 1) + 1 - n - p for o, s, d, k, n, p in zip(
+                out_shape[1:], layer.stride, dil, layer.kernel_size, in_shape[1:], (ph, pw))]
+        opts = {"kernel_shape": list(layer.kernel_size), "strides": list(layer.stride),
+                "pads": [ph, pw, *ends]}
+        if kind == "MaxPool2D":
+            return [node("MaxPool", [x], [y], dilations=list(layer.dilation), **opts)], y
+        if layer.divisor_override is not None:
+            raise ValueError(f"export_onnx: {layer!r} has divisor_override, which ONNX's "
+                             "AveragePool cannot express")
+        return [node("AveragePool", [x], [y], count_include_pad=int(layer.count_include_pad),
+                     **opts)], y
     if kind == "Dense":
-        return [node("Gemm", [x, const("weight", layer.params["weight"]),
-                              const("bias", layer.params["bias"])], [y], transB=1)], y
+        return [node("Gemm", [x, *weights()], [y], transB=1)], y
     if kind in ("BatchNorm2D", "BatchNorm1D"):
         ins = [x] + [const(k, v) for k, v in (("weight", layer.params["weight"]),
                                                ("bias", layer.params["bias"]),
@@ -324,8 +376,10 @@ def export_onnx(model, path, input_shape=None):
     out_shape = model.shapes(shape)[-1]
     elem = TensorProto.FLOAT
     nodes, init, x = [], [], "input"
+    shapes = [tuple(shape), *model.shapes(shape)]
     for i, layer in enumerate(model.layers):
-        more, x = _onnx_nodes(layer, i, x, helper, numpy_helper, init)
+        more, x = _onnx_nodes(layer, i, x, helper, numpy_helper, init, shapes[i],
+                              shapes[i + 1])
         nodes += more
     if x == "input":  # nothing but dropout: the output is the input
         nodes.append(helper.make_node("Identity", ["input"], ["logits"]))

@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 
-from ._validate import as_int, as_pair, as_real, param_dtype
+from ._validate import as_choice, as_int, as_pair, as_real, param_dtype
 from .activations import (
     leaky_relu_backward,
     leaky_relu_forward,
@@ -46,10 +46,22 @@ from .activations import (
     tanh_backward,
     tanh_forward,
 )
-from .conv import conv2d_backward, conv2d_forward
+from .conv import (
+    conv2d_backward,
+    conv2d_forward,
+    conv_transpose2d_backward,
+    conv_transpose2d_forward,
+)
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward
-from .geometry import conv_output_size, resolve_padding
+from .geometry import (
+    PADDING_MODES,
+    check_avg_pool_options,
+    check_conv_args,
+    check_conv_transpose_args,
+    check_pool_args,
+    resolve_padding,
+)
 from .losses import softmax_cross_entropy
 from .norm import batch_norm_backward, batch_norm_forward
 from .pool import (
@@ -64,6 +76,7 @@ from .pool import (
 __all__ = [
     "Layer",
     "Conv2D",
+    "ConvTranspose2D",
     "MaxPool2D",
     "AvgPool2D",
     "ReLU",
@@ -200,10 +213,43 @@ class Layer:
 
 # --------------------------------------------------------------------------- convolution
 
+def _per_sample(layer, shape, channels):
+    """A per-sample input shape (C, H, W) with C = channels, as a 3-tuple."""
+    if len(shape) != 3:
+        raise ValueError(f"expects (C, H, W) = ({channels}, H, W) per sample, "
+                         f"got {tuple(shape)}")
+    if shape[0] != channels:
+        raise ValueError(f"expects per-sample input ({channels}, H, W) "
+                         f"(C={channels} input channels), got {tuple(shape)}")
+    return tuple(int(v) for v in shape)
+
+
+def _shape_check(check, shape):
+    """Run a functional argument check on an array of ``shape`` that takes no memory, and
+    return what it read; its message loses the function name (the layer says who)."""
+    try:
+        return check(np.broadcast_to(np.zeros((), np.float32), shape))
+    except ValueError as err:
+        raise ValueError(str(err).split(": ", 1)[-1]) from None
+
+
+def _listed(v):
+    """A config value as JSON keeps it: tuples become lists, at every depth."""
+    return [_listed(u) for u in v] if isinstance(v, (tuple, list)) else v
+
+
+def _unless_default(**options):
+    """The options given as ``name=(value, default)`` whose value is not the default, as
+    config entries: a layer that uses none of its later arguments keeps the config (and the
+    checkpoint header) it had before they existed."""
+    return {k: _listed(v) for k, (v, default) in options.items() if v != default}
+
+
 class Conv2D(Layer):
     """2-D convolution (a cross-correlation, as in every CNN library), NCHW.
 
-    ``y[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * x[n, c, i*sh + p - pt, j*sw + q - pl]``
+    ``y[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * xp[n, c0 + c, i*sh + p*rh, j*sw + q*rw]``
+    (``xp`` the padded input, ``c0`` the first channel of filter f's group).
 
     Parameters
     ----------
@@ -216,29 +262,46 @@ class Conv2D(Layer):
     stride : int or (int, int), default 1
     padding : int, (int, int), ((int, int), (int, int)) or 'same'/'valid', default 0
         As :func:`cycnn.conv2d_forward`.
+    dilation : int or (int, int), default 1
+        ``(rh, rw)``, at least 1.
+    groups : int, default 1
+        At least 1, dividing ``in_channels`` and ``out_channels``.
+    bias : bool, default True
+        False: no bias parameter (PyTorch's ``bias=False``).
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
     rng : numpy.random.Generator, int or None
         Source of the He-normal initial weights; biases start at zero.
     dtype : float32 (default) or float64
 
     Attributes
     ----------
-    params : {"weight": (F, C, KH, KW), "bias": (F,)}
-        PyTorch's ``Conv2d`` names and layout.
+    params : {"weight": (F, C / groups, KH, KW), "bias": (F,)}
+        PyTorch's ``Conv2d`` names and layout (no ``"bias"`` with ``bias=False``).
     pads : ((int, int), (int, int))
         The padding resolved to ``((pt, pb), (pl, pr))``.
     """
 
     has_params = True
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
-                 rng=None, dtype=np.float32):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", *, rng=None,
+                 dtype=np.float32):
         super().__init__()
         cls = "Conv2D"
         self.in_channels = as_int(cls, "in_channels", in_channels, 1)
         self.out_channels = as_int(cls, "out_channels", out_channels, 1)
         self.kernel_size = as_pair(cls, "kernel_size", kernel_size, 1)
         self.stride = as_pair(cls, "stride", stride, 1)
-        self.pads = resolve_padding(padding, self.kernel_size, self.stride, func=cls)
+        self.dilation = as_pair(cls, "dilation", dilation, 1)
+        self.groups = as_int(cls, "groups", groups, 1)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"{cls}: groups={self.groups} must divide in_channels="
+                             f"{self.in_channels} and out_channels={self.out_channels}")
+        self.padding_mode = as_choice(cls, "padding_mode", padding_mode, PADDING_MODES)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"{cls}: bias must be True or False, got {bias!r}")
+        self.pads = resolve_padding(padding, self.kernel_size, self.stride, func=cls,
+                                    dilation=self.dilation)
         if isinstance(padding, str):
             self.padding = padding
         elif self.pads[0][0] == self.pads[0][1] and self.pads[1][0] == self.pads[1][1]:
@@ -247,55 +310,166 @@ class Conv2D(Layer):
             self.padding = self.pads
         dt = param_dtype(cls, dtype)
         KH, KW = self.kernel_size
-        fan_in = self.in_channels * KH * KW
-        self.params["weight"] = he_normal((self.out_channels, self.in_channels, KH, KW),
-                                          fan_in, rng, dt)
-        self.params["bias"] = np.zeros(self.out_channels, dt)
+        Cg = self.in_channels // self.groups
+        self.params["weight"] = he_normal((self.out_channels, Cg, KH, KW), Cg * KH * KW, rng, dt)
+        if bias:
+            self.params["bias"] = np.zeros(self.out_channels, dt)
+
+    @property
+    def _args(self):
+        return (self.stride, self.pads, self.dilation, self.groups, self.padding_mode)
 
     def forward(self, x):
-        y = conv2d_forward(x, self.params["weight"], self.params["bias"], self.stride,
-                           self.pads)
+        y = conv2d_forward(x, self.params["weight"], self.params.get("bias"), *self._args)
         self._keep(x)
         return y
 
     def backward(self, dy, need_dx=True):
         """Gradients of the weight and bias into ``grads``; returns dx (None if not
         ``need_dx``: a first layer has nobody to pass it to)."""
-        dx, dw, db = conv2d_backward(dy, self._cached(), self.params["weight"], self.stride,
-                                     self.pads, need_dx=need_dx)
+        dx, dw, db = conv2d_backward(dy, self._cached(), self.params["weight"], *self._args,
+                                     need_dx=need_dx)
         self.grads["weight"] = dw
-        self.grads["bias"] = db
+        if "bias" in self.params:
+            self.grads["bias"] = db
         return dx
 
     def output_shape(self, shape):
-        if len(shape) != 3:
-            raise ValueError(f"expects (C, H, W) = ({self.in_channels}, H, W) per sample, "
-                             f"got {tuple(shape)}")
-        C, H, W = shape
-        if C != self.in_channels:
-            raise ValueError(f"expects per-sample input ({self.in_channels}, H, W) "
-                             f"(C={self.in_channels} input channels), got {tuple(shape)}")
-        (pt, pb), (pl, pr) = self.pads
-        KH, KW = self.kernel_size
-        if KH > H + pt + pb or KW > W + pl + pr:
-            raise ValueError(f"kernel {KH}x{KW} is larger than the padded input "
-                             f"{H + pt + pb}x{W + pl + pr} (per-sample shape {tuple(shape)})")
-        (sh, sw) = self.stride
-        return (self.out_channels, conv_output_size(H, KH, sh, (pt, pb)),
-                conv_output_size(W, KW, sw, (pl, pr)))
+        shape = _per_sample(self, shape, self.in_channels)
+        w = np.broadcast_to(np.zeros((), np.float32), self.params["weight"].shape)
+        geo = _shape_check(lambda x: check_conv_args("Conv2D", x, w, None, *self._args), shape)
+        return geo.yshape
 
     def config(self):
-        pad = self.padding if isinstance(self.padding, str) else \
-            [list(p) if isinstance(p, tuple) else p for p in self.padding]
+        pad = self.padding if isinstance(self.padding, str) else _listed(self.padding)
         return {"type": "Conv2D", "in_channels": self.in_channels,
                 "out_channels": self.out_channels, "kernel_size": list(self.kernel_size),
-                "stride": list(self.stride), "padding": pad}
+                "stride": list(self.stride), "padding": pad,
+                **_unless_default(dilation=(self.dilation, (1, 1)), groups=(self.groups, 1),
+                                  bias=("bias" in self.params, True),
+                                  padding_mode=(self.padding_mode, "zeros"))}
 
     def __repr__(self):
         k = self.kernel_size[0] if self.kernel_size[0] == self.kernel_size[1] else self.kernel_size
         s = "" if self.stride == (1, 1) else f", stride={self.stride}"
         p = "" if self.padding in ((0, 0), "valid") else f", padding={self.padding!r}"
+        p += "" if self.dilation == (1, 1) else f", dilation={self.dilation}"
+        p += "" if self.groups == 1 else f", groups={self.groups}"
+        p += "" if "bias" in self.params else ", bias=False"
+        p += "" if self.padding_mode == "zeros" else f", padding_mode={self.padding_mode!r}"
         return f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={k}{s}{p})"
+
+
+class ConvTranspose2D(Layer):
+    """2-D transposed convolution (PyTorch's ``ConvTranspose2d``), NCHW.
+
+    Every input element scatters its filters onto the output (see
+    :func:`cycnn.conv_transpose2d_forward`): the output is the size of the input a
+    :class:`Conv2D` with the same arguments would have shrunk to this one's input, plus
+    ``output_padding``.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        C_in and C_out, each at least 1 and divisible by ``groups``.
+    kernel_size : int or (int, int)
+    stride : int or (int, int), default 1
+    padding : int, (int, int) or ((int, int), (int, int)), default 0
+        Rows and columns cropped from the full scatter.
+    output_padding : int or (int, int), default 0
+        Below the stride or the dilation on each axis.
+    groups : int, default 1
+    bias : bool, default True
+    dilation : int or (int, int), default 1
+    rng : numpy.random.Generator, int or None
+        Source of the He-normal initial weights (fan-in ``C_in / groups * KH * KW``, the
+        inputs of the convolution this one transposes); biases start at zero.
+    dtype : float32 (default) or float64
+
+    Attributes
+    ----------
+    params : {"weight": (C_in, C_out / groups, KH, KW), "bias": (C_out,)}
+        PyTorch's ``ConvTranspose2d`` names and layout.
+    """
+
+    has_params = True
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=True, dilation=1, *, rng=None,
+                 dtype=np.float32):
+        super().__init__()
+        cls = "ConvTranspose2D"
+        self.in_channels = as_int(cls, "in_channels", in_channels, 1)
+        self.out_channels = as_int(cls, "out_channels", out_channels, 1)
+        self.kernel_size = as_pair(cls, "kernel_size", kernel_size, 1)
+        self.stride = as_pair(cls, "stride", stride, 1)
+        self.dilation = as_pair(cls, "dilation", dilation, 1)
+        self.output_padding = as_pair(cls, "output_padding", output_padding, 0)
+        self.groups = as_int(cls, "groups", groups, 1)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"{cls}: groups={self.groups} must divide in_channels="
+                             f"{self.in_channels} and out_channels={self.out_channels}")
+        for op, s, r in zip(self.output_padding, self.stride, self.dilation):
+            if op >= s and op >= r:
+                raise ValueError(f"{cls}: output_padding={self.output_padding} must be smaller "
+                                 f"than the stride {self.stride} or the dilation "
+                                 f"{self.dilation} along each axis")
+        if isinstance(padding, str):
+            raise ValueError(f"{cls}: padding must be an int or a tuple of ints, got {padding!r}")
+        self.pads = resolve_padding(padding, func=cls)
+        same = self.pads[0][0] == self.pads[0][1] and self.pads[1][0] == self.pads[1][1]
+        self.padding = (self.pads[0][0], self.pads[1][0]) if same else self.pads
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"{cls}: bias must be True or False, got {bias!r}")
+        dt = param_dtype(cls, dtype)
+        KH, KW = self.kernel_size
+        Fg = self.out_channels // self.groups
+        fan_in = self.in_channels // self.groups * KH * KW
+        self.params["weight"] = he_normal((self.in_channels, Fg, KH, KW), fan_in, rng, dt)
+        if bias:
+            self.params["bias"] = np.zeros(self.out_channels, dt)
+
+    @property
+    def _args(self):
+        return (self.stride, self.pads, self.output_padding, self.groups, self.dilation)
+
+    def forward(self, x):
+        y = conv_transpose2d_forward(x, self.params["weight"], self.params.get("bias"),
+                                     *self._args)
+        self._keep(x)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        dx, dw, db = conv_transpose2d_backward(dy, self._cached(), self.params["weight"],
+                                               *self._args, need_dx=need_dx)
+        self.grads["weight"] = dw
+        if "bias" in self.params:
+            self.grads["bias"] = db
+        return dx
+
+    def output_shape(self, shape):
+        shape = _per_sample(self, shape, self.in_channels)
+        w = np.broadcast_to(np.zeros((), np.float32), self.params["weight"].shape)
+        geo, _ = _shape_check(
+            lambda x: check_conv_transpose_args("ConvTranspose2D", x, w, None, *self._args),
+            shape)
+        return geo.yshape
+
+    def config(self):
+        return {"type": "ConvTranspose2D", "in_channels": self.in_channels,
+                "out_channels": self.out_channels, "kernel_size": list(self.kernel_size),
+                "stride": list(self.stride), "padding": _listed(self.padding),
+                "output_padding": list(self.output_padding), "groups": self.groups,
+                "bias": "bias" in self.params, "dilation": list(self.dilation)}
+
+    def __repr__(self):
+        k = self.kernel_size[0] if self.kernel_size[0] == self.kernel_size[1] else self.kernel_size
+        defaults = dict(stride=(1, 1), padding=(0, 0), output_padding=(0, 0), groups=1,
+                        bias=True, dilation=(1, 1))
+        now = dict(stride=self.stride, padding=self.padding, output_padding=self.output_padding,
+                   groups=self.groups, bias="bias" in self.params, dilation=self.dilation)
+        extra = "".join(f", {key}={v!r}" for key, v in now.items() if v != defaults[key])
+        return f"ConvTranspose2D({self.in_channels}, {self.out_channels}, kernel_size={k}{extra})"
 
 
 # --------------------------------------------------------------------------- pooling
@@ -303,14 +477,23 @@ class Conv2D(Layer):
 class _Pool2D(Layer):
     _forward = _backward = None  # set by subclasses
 
-    def __init__(self, kernel_size=2, stride=None):
+    def __init__(self, kernel_size=2, stride=None, padding=0, ceil_mode=False):
         super().__init__()
         cls = type(self).__name__
         self.kernel_size = as_pair(cls, "kernel_size", kernel_size, 1)
         self.stride = self.kernel_size if stride is None else as_pair(cls, "stride", stride, 1)
+        self.padding = as_pair(cls, "padding", padding, 0)
+        if not isinstance(ceil_mode, (bool, np.bool_)):
+            raise TypeError(f"{cls}: ceil_mode must be True or False, got {ceil_mode!r}")
+        self.ceil_mode = bool(ceil_mode)
+        self.dilation = (1, 1)
+
+    def _options(self):
+        """The layer's arguments after (x, size, stride), as the functional pass takes them."""
+        return ()
 
     def forward(self, x):
-        y, cache = type(self)._forward(x, self.kernel_size, self.stride)
+        y, cache = type(self)._forward(x, self.kernel_size, self.stride, *self._options())
         self._keep(cache)
         return y
 
@@ -321,27 +504,32 @@ class _Pool2D(Layer):
     def output_shape(self, shape):
         if len(shape) != 3:
             raise ValueError(f"expects (C, H, W) per sample, got {tuple(shape)}")
-        C, H, W = shape
-        KH, KW = self.kernel_size
-        if KH > H or KW > W:
-            raise ValueError(f"window {KH}x{KW} is larger than the input {H}x{W}")
-        sh, sw = self.stride
-        return (C, conv_output_size(H, KH, sh), conv_output_size(W, KW, sw))
+        geo = _shape_check(lambda x: check_pool_args(
+            type(self).__name__, x, self.kernel_size, self.stride, self.padding, self.dilation,
+            self.ceil_mode), tuple(shape))
+        return geo.yshape
 
     def config(self):
         return {"type": type(self).__name__, "kernel_size": list(self.kernel_size),
-                "stride": list(self.stride)}
+                "stride": list(self.stride),
+                **_unless_default(padding=(self.padding, (0, 0)),
+                                  ceil_mode=(self.ceil_mode, False))}
 
     def __repr__(self):
         k = self.kernel_size[0] if self.kernel_size[0] == self.kernel_size[1] else self.kernel_size
         s = "" if self.stride == self.kernel_size else f", stride={self.stride}"
-        return f"{type(self).__name__}({k}{s})"
+        extra = "".join(f", {key}={tuple(v) if isinstance(v, list) else v!r}"
+                        for key, v in self.config().items()
+                        if key not in ("type", "kernel_size", "stride"))
+        return f"{type(self).__name__}({k}{s}{extra})"
 
 
 class MaxPool2D(_Pool2D):
     """Max pooling over ``kernel_size`` windows (stride defaults to the window).
 
     The backward pass sends each output's gradient to the input that won its window.
+    ``ceil_mode`` is keyword-only here, because PyTorch's ``MaxPool2d`` has
+    ``return_indices`` in its place (cycnn always keeps the winners, in the cache).
 
     Parameters
     ----------
@@ -349,14 +537,31 @@ class MaxPool2D(_Pool2D):
         The window (KH, KW).
     stride : int or (int, int), optional
         (sh, sw); by default the window size, so windows do not overlap.
+    padding : int or (int, int), default 0
+        (ph, pw) on both sides, at most half the window; the padding never wins.
+    dilation : int or (int, int), default 1
+        (rh, rw), the step between the taps of a window.
+    ceil_mode : bool, default False
+        Round the output size up (see :func:`cycnn.max_pool2d_forward`).
     """
 
     _forward = staticmethod(max_pool2d_forward)
     _backward = staticmethod(max_pool2d_backward)
 
+    def __init__(self, kernel_size=2, stride=None, padding=0, dilation=1, *, ceil_mode=False):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.dilation = as_pair("MaxPool2D", "dilation", dilation, 1)
+
+    def _options(self):
+        return (self.padding, self.dilation, self.ceil_mode)
+
+    def config(self):
+        return {**super().config(), **_unless_default(dilation=(self.dilation, (1, 1)))}
+
 
 class AvgPool2D(_Pool2D):
-    """Average pooling: each input of a window gets ``1 / (KH*KW)`` of its gradient.
+    """Average pooling: each input of a window gets ``1 / d`` of its gradient, with ``d``
+    the window's divisor (``KH*KW`` for a window inside the input).
 
     Parameters
     ----------
@@ -364,10 +569,32 @@ class AvgPool2D(_Pool2D):
         The window (KH, KW).
     stride : int or (int, int), optional
         (sh, sw); by default the window size, so windows do not overlap.
+    padding : int or (int, int), default 0
+        (ph, pw) of zeros on both sides, at most half the window.
+    ceil_mode : bool, default False
+        Round the output size up (see :func:`cycnn.avg_pool2d_forward`).
+    count_include_pad : bool, default True
+        Whether the padding counts in ``d`` (PyTorch's default: it does).
+    divisor_override : int, optional
+        Divide every window by this number instead.
     """
 
     _forward = staticmethod(avg_pool2d_forward)
     _backward = staticmethod(avg_pool2d_backward)
+
+    def __init__(self, kernel_size=2, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad, self.divisor_override = check_avg_pool_options(
+            "AvgPool2D", count_include_pad, divisor_override)
+
+    def _options(self):
+        return (self.padding, self.ceil_mode, self.count_include_pad, self.divisor_override)
+
+    def config(self):
+        return {**super().config(), **_unless_default(
+            count_include_pad=(self.count_include_pad, True),
+            divisor_override=(self.divisor_override, None))}
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -414,6 +641,8 @@ class Dense(Layer):
     ----------
     in_features, out_features : int
         D_in and D_out.
+    bias : bool, default True
+        False: no bias parameter (PyTorch's ``bias=False``).
     rng : numpy.random.Generator, int or None
         Source of the He-normal initial weights; biases start at zero.
     dtype : float32 (default) or float64
@@ -425,24 +654,28 @@ class Dense(Layer):
 
     has_params = True
 
-    def __init__(self, in_features, out_features, *, rng=None, dtype=np.float32):
+    def __init__(self, in_features, out_features, bias=True, *, rng=None, dtype=np.float32):
         super().__init__()
         cls = "Dense"
         self.in_features = as_int(cls, "in_features", in_features, 1)
         self.out_features = as_int(cls, "out_features", out_features, 1)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"{cls}: bias must be True or False, got {bias!r}")
         dt = param_dtype(cls, dtype)
         self.params["weight"] = he_normal((self.out_features, self.in_features),
                                           self.in_features, rng, dt)
-        self.params["bias"] = np.zeros(self.out_features, dt)
+        if bias:
+            self.params["bias"] = np.zeros(self.out_features, dt)
 
     def forward(self, x):
         self._keep(x)
-        return dense_forward(x, self.params["weight"], self.params["bias"])
+        return dense_forward(x, self.params["weight"], self.params.get("bias"))
 
     def backward(self, dy, need_dx=True):
         dx, dw, db = dense_backward(dy, self._cached(), self.params["weight"])
         self.grads["weight"] = dw
-        self.grads["bias"] = db
+        if "bias" in self.params:
+            self.grads["bias"] = db
         return dx if need_dx else None
 
     def output_shape(self, shape):
@@ -454,10 +687,12 @@ class Dense(Layer):
 
     def config(self):
         return {"type": "Dense", "in_features": self.in_features,
-                "out_features": self.out_features}
+                "out_features": self.out_features,
+                **_unless_default(bias=("bias" in self.params, True))}
 
     def __repr__(self):
-        return f"Dense({self.in_features}, {self.out_features})"
+        b = "" if "bias" in self.params else ", bias=False"
+        return f"Dense({self.in_features}, {self.out_features}{b})"
 
 
 # --------------------------------------------------------------------------- more activations
@@ -721,18 +956,23 @@ class BatchNorm1D(_BatchNorm):
 # --------------------------------------------------------------------------- loss
 
 class SoftmaxCrossEntropy:
-    """Softmax followed by cross-entropy, averaged over the batch.
+    """Softmax followed by cross-entropy, averaged over the batch by default.
 
-    ``forward(logits, labels)`` returns the mean loss (a float) and keeps its gradient;
-    ``backward()`` returns ``dL/dlogits = (softmax(logits) - onehot(labels)) / N``.
-    The two are computed together by :func:`cycnn.softmax_cross_entropy`.
+    ``forward(logits, labels)`` returns the loss (a float, or an array with
+    ``reduction='none'``) and keeps its gradient; ``backward()`` returns ``dL/dlogits``,
+    ``(softmax(logits) - onehot(labels)) / N`` with the default arguments. The two are
+    computed together by :func:`cycnn.softmax_cross_entropy`, whose ``weight``,
+    ``ignore_index``, ``label_smoothing`` and ``reduction`` this takes (PyTorch's
+    ``CrossEntropyLoss`` arguments).
     """
 
-    def __init__(self):
+    def __init__(self, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+        self.options = dict(weight=weight, ignore_index=ignore_index,
+                            label_smoothing=label_smoothing, reduction=reduction)
         self._dlogits = None
 
     def forward(self, logits, labels):
-        loss, self._dlogits = softmax_cross_entropy(logits, labels)
+        loss, self._dlogits = softmax_cross_entropy(logits, labels, **self.options)
         return loss
 
     __call__ = forward
@@ -744,14 +984,19 @@ class SoftmaxCrossEntropy:
         return d
 
     def __repr__(self):
-        return "SoftmaxCrossEntropy()"
+        defaults = dict(weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean")
+        args = [f"{k}={v!r}" for k, v in self.options.items()
+                if k != "weight" and v != defaults[k]]
+        if self.options["weight"] is not None:
+            args.insert(0, "weight=...")
+        return f"SoftmaxCrossEntropy({', '.join(args)})"
 
 
 # --------------------------------------------------------------------------- rebuilding
 
-LAYERS = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, AvgPool2D, ReLU, Flatten, Dense,
-                                        LeakyReLU, Tanh, Sigmoid, GlobalAvgPool2D, Dropout,
-                                        BatchNorm2D, BatchNorm1D)}
+LAYERS = {cls.__name__: cls for cls in (Conv2D, ConvTranspose2D, MaxPool2D, AvgPool2D, ReLU,
+                                        Flatten, Dense, LeakyReLU, Tanh, Sigmoid,
+                                        GlobalAvgPool2D, Dropout, BatchNorm2D, BatchNorm1D)}
 
 
 def layer_from_config(config: dict, dtype=np.float32) -> Layer:
@@ -765,9 +1010,9 @@ def layer_from_config(config: dict, dtype=np.float32) -> Layer:
         raise ValueError(f"unknown layer type {kind!r}; known: {', '.join(LAYERS)}")
     cfg = dict(config)
     cls = LAYERS[cfg.pop("type")]
-    for k in ("kernel_size", "stride", "padding"):
+    for k in ("kernel_size", "stride", "padding", "dilation", "output_padding"):
         if isinstance(cfg.get(k), list):
-            cfg[k] = tuple(cfg[k])
+            cfg[k] = tuple(tuple(v) if isinstance(v, list) else v for v in cfg[k])
     if cls.has_params:
         cfg.update(rng=0, dtype=dtype)
     try:

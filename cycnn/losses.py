@@ -1,7 +1,8 @@
 """Losses in plain NumPy: softmax + cross-entropy and mean squared error.
 
-Each loss returns ``(loss, dpred)``: the loss as a Python float and its gradient with
-respect to the prediction, ready to feed the backward pass of the layer below.
+Each loss returns ``(loss, dpred)``: the loss (a Python float, or an array with
+``reduction='none'``) and its gradient with respect to the prediction, ready to feed the
+backward pass of the layer below.
 
 Softmax followed by cross-entropy has the famously simple gradient ``Y_hat - Y`` per
 sample; averaged over a batch of N samples the loss is ``-(1/N) sum_n sum_k Y[n,k] *
@@ -12,54 +13,89 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_array, check_ndim, float_dtype
+from ._validate import as_array, as_choice, as_int, as_real, float_dtype
 from .activations import log_softmax
 
 __all__ = ["softmax_cross_entropy", "mse_loss"]
 
+#: The reductions :func:`softmax_cross_entropy` accepts (PyTorch's).
+CE_REDUCTIONS = ("mean", "sum", "none")
+
 #: The reductions :func:`mse_loss` accepts.
-MSE_REDUCTIONS = ("mean", "sum", "half_sum")
+MSE_REDUCTIONS = ("mean", "sum", "half_sum", "none")
 
 
-def softmax_cross_entropy(logits, labels):
-    """Mean cross-entropy of ``softmax(logits)`` against ``labels``, and its gradient.
+def _classes_last(a, class_axis):
+    """a with its class axis moved last and every other axis merged: one row per position."""
+    a = np.moveaxis(a, class_axis, -1)
+    return a.reshape(-1, a.shape[-1])
 
-    ``loss = -(1/N) sum_n sum_k Y[n, k] * log_softmax(logits)[n, k]`` where ``Y`` is the
-    one-hot matrix of integer labels, or the given probability rows.
+
+def softmax_cross_entropy(logits, labels, weight=None, ignore_index=-100, label_smoothing=0.0,
+                          reduction="mean"):
+    """Cross-entropy of ``softmax(logits)`` against ``labels``, and its gradient.
+
+    For one position (a sample, or a pixel of a spatial output) with logits ``z``, class
+    weights ``w`` (all 1 by default) and ``s = softmax(z)``:
+
+    * class index ``t``: ``l = -(1 - eps) w[t] log s[t] - (eps / K) sum_k w[k] log s[k]``,
+      gradient ``dl/dz = (1 - eps) w[t] (s - onehot(t)) + (eps / K) (s sum_k w[k] - w)``;
+    * target distribution ``Y`` (smoothed to ``Y' = (1 - eps) Y + eps / K``):
+      ``l = -sum_k w[k] Y'[k] log s[k]``, gradient ``s sum_k w[k] Y'[k] - w Y'``.
+
+    Each gradient is the sum over every path from ``z_j`` to ``l``: through ``log s[k]``
+    for every ``k``, since ``d log s[k] / d z_j = delta_kj - s[j]``.
 
     Parameters
     ----------
-    logits : array_like, shape (N, K)
-        Unnormalised scores, one row per sample.
-    labels : array_like of int, shape (N,), or array_like, shape (N, K)
-        Either class indices in ``[0, K)`` (an integer dtype), or one target
-        distribution per row (one-hot or soft labels).
+    logits : array_like, shape (N, K), (N, K, d1, ...) or (K,)
+        Unnormalised scores: one row per sample, the classes on axis 1 (PyTorch's layout
+        for spatial outputs, e.g. ``(N, K, H, W)``), or one sample ``(K,)``.
+    labels : array_like
+        Either class indices (an integer dtype) of the logits' shape without the class
+        axis (``(N,)``, ``(N, d1, ...)`` or ``()``), each in ``[0, K)`` or equal to
+        ``ignore_index``; or target distributions of the logits' own shape (one-hot or
+        soft labels).
+    weight : array_like, shape (K,), optional
+        A weight per class (PyTorch's ``weight``), e.g. to count rare classes more.
+    ignore_index : int, default -100
+        A class-index label with this value contributes nothing, to the loss or to the
+        mean's denominator (ignored for target distributions, as in PyTorch).
+    label_smoothing : float, default 0.0
+        ``eps`` in ``[0, 1]``: mix the target with the uniform distribution.
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        ``'sum'`` adds the per-position losses; ``'none'`` returns them;
+        ``'mean'`` divides the sum by the number of positions (target distributions), or
+        for class indices by the total weight ``sum w[t]`` of the positions not ignored
+        (their count without ``weight``), as PyTorch does.
 
     Returns
     -------
-    loss : float
-        The batch mean, as a Python float (PyTorch's ``cross_entropy`` with its default
-        ``reduction='mean'``).
-    dlogits : ndarray, shape (N, K)
-        ``(softmax(logits) - Y) / N`` for rows of ``Y`` that sum to 1 (one-hot or
-        probabilities); in general ``(softmax(logits) * Y.sum(1, keepdims=True) - Y) / N``.
-        float32 for float32 logits, float64 otherwise (targets are cast to it).
+    loss : float, or ndarray of the labels' positions for ``reduction='none'``
+    dlogits : ndarray, shape of ``logits``
+        The gradient of ``loss`` (for ``'none'``: of each position's loss with respect to
+        its own logits, so multiply by the upstream gradient of that position).
+        ``(softmax(logits) - Y) / N`` for the default arguments and rows of ``Y`` that sum
+        to 1. float32 for float32 logits, float64 otherwise (targets are cast to it).
 
     Raises
     ------
     ValueError
-        ``logits`` not 2-D or empty; labels of the wrong length or shape; class indices
-        outside ``[0, K)``; a NaN or infinite target probability (PyTorch returns a NaN
-        loss instead; cycnn names the entry, since a NaN target is a bug upstream).
+        ``logits`` 0-d or empty; labels of the wrong shape; class indices outside
+        ``[0, K)`` (other than ``ignore_index``); a NaN or infinite target probability
+        (PyTorch returns a NaN loss instead; cycnn names the entry, since a NaN target is
+        a bug upstream); a weight not of shape (K,); label_smoothing outside [0, 1]; an
+        unknown reduction.
     TypeError
-        Non-numeric arrays; labels given as ``(N,)`` that are not integers (floats or
-        booleans: pass class indices as ints, or distributions as ``(N, K)``).
+        Non-numeric arrays; labels without a class axis that are not integers (floats or
+        booleans: pass class indices as ints, or distributions with the logits' shape).
 
     Notes
     -----
     The loss is computed from :func:`cycnn.log_softmax`, so logits of any size give a
-    finite loss and a gradient without NaN. A NaN logit is not refused: it makes its row's
-    loss and gradient NaN, as in PyTorch.
+    finite loss and a gradient without NaN. A NaN logit is not refused: it makes its
+    position's loss and gradient NaN, as in PyTorch. If every label is ``ignore_index``,
+    the mean is 0/0: NaN, as in PyTorch, and the gradient is zero (no position takes part).
 
     Examples
     --------
@@ -73,39 +109,26 @@ def softmax_cross_entropy(logits, labels):
     func = "softmax_cross_entropy"
     logits = as_array(func, "logits", logits)
     labels = as_array(func, "labels", labels)
-    check_ndim(func, "logits", logits, 2, "(N, K)")
-    N, K = logits.shape
-    if N == 0 or K == 0:
-        raise ValueError(f"{func}: logits is empty (logits.shape={logits.shape})")
+    reduction = as_choice(func, "reduction", reduction, CE_REDUCTIONS)
+    eps = as_real(func, "label_smoothing", label_smoothing, 0.0, 1.0)
+    ignore_index = as_int(func, "ignore_index", ignore_index, None, None)
+    if logits.ndim == 0 or logits.size == 0:
+        raise ValueError(f"{func}: logits is empty or 0-d (logits.shape={logits.shape}); "
+                         "expected (N, K), (N, K, d1, ...) or (K,)")
+    class_axis = 0 if logits.ndim == 1 else 1
+    K = logits.shape[class_axis]
     dt = float_dtype(logits)
     logits = np.ascontiguousarray(logits, dtype=dt)
-    if labels.ndim == 1:
-        if labels.dtype.kind not in "iu":
-            raise TypeError(
-                f"{func}: labels of shape (N,) = {labels.shape} must be integer class "
-                f"indices, got dtype {labels.dtype}; pass target distributions as (N, K) "
-                f"= ({N}, {K})"
-            )
-        if labels.shape[0] != N:
-            raise ValueError(
-                f"{func}: labels has {labels.shape[0]} entries but logits has N={N} rows "
-                f"(labels.shape={labels.shape}, logits.shape={logits.shape})"
-            )
-        bad = (labels < 0) | (labels >= K)
-        if bad.any():
-            raise ValueError(
-                f"{func}: labels must lie in [0, K) = [0, {K}) for logits.shape="
-                f"{logits.shape}; got {labels[bad][0]} at index {int(np.argmax(bad))}"
-            )
-        target = np.zeros((N, K), dt)
-        target[np.arange(N), labels] = 1
-    elif labels.ndim == 2:
-        if labels.shape != (N, K):
-            raise ValueError(
-                f"{func}: target distributions must have the shape of logits (N, K) = "
-                f"{(N, K)}, got labels.shape={labels.shape}"
-            )
-        target = np.ascontiguousarray(labels, dtype=dt)
+    w = np.ones(K, dt) if weight is None else np.asarray(as_array(func, "weight", weight), dt)
+    if w.shape != (K,):
+        raise ValueError(f"{func}: weight must have shape (K,) = ({K},) for "
+                         f"logits.shape={logits.shape}, got weight.shape={w.shape}")
+    z = _classes_last(logits, class_axis)  # (M, K): one row per position
+    logp = log_softmax(z, axis=1)
+    s = np.exp(logp)
+    index_shape = logits.shape[:class_axis] + logits.shape[class_axis + 1:]
+    if labels.shape == logits.shape:  # target distributions
+        target = np.asarray(labels, dt)
         bad = ~np.isfinite(target)
         if bad.any():
             at = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -113,15 +136,62 @@ def softmax_cross_entropy(logits, labels):
                 f"{func}: labels must be finite probabilities; found {target[at]} at {at} "
                 f"(labels.shape={labels.shape})"
             )
+        Y = _classes_last(target, class_axis)
+        Y = (1 - eps) * Y + eps / K if eps else Y
+        wY = w * Y
+        loss = -np.sum(wY * logp, axis=1, dtype=np.float64)
+        grad = s * wY.sum(axis=1, keepdims=True) - wY
+        denominator = float(z.shape[0])
+    elif labels.shape == index_shape:
+        if labels.dtype.kind not in "iu":
+            raise TypeError(
+                f"{func}: labels of shape {labels.shape} (the logits' shape without the "
+                f"class axis) must be integer class indices, got dtype {labels.dtype}; pass "
+                f"target distributions with the logits' shape {logits.shape}"
+            )
+        t = labels.reshape(-1).astype(np.int64)
+        keep = t != ignore_index
+        bad = keep & ((t < 0) | (t >= K))
+        if bad.any():
+            at = int(np.argmax(bad))
+            raise ValueError(
+                f"{func}: labels must lie in [0, K) = [0, {K}) (or equal ignore_index="
+                f"{ignore_index}) for logits.shape={logits.shape}; got {t[at]} at flat "
+                f"index {at}"
+            )
+        tt = np.where(keep, t, 0)        # an ignored position reads class 0 ...
+        wt = np.where(keep, w[tt], 0)    # ... with weight 0: w[t] per position
+        rows = np.arange(len(t))
+        onehot = np.zeros_like(z)
+        onehot[rows, tt] = 1
+        nll = -wt * logp[rows, tt]
+        smooth = -(logp @ w) * keep
+        loss = (1 - eps) * nll.astype(np.float64) + (eps / K) * smooth.astype(np.float64)
+        grad = (1 - eps) * wt[:, None] * (s - onehot) + \
+            (eps / K) * keep[:, None] * (s * w.sum() - w)
+        denominator = float(np.sum(wt, dtype=np.float64))
     else:
         raise ValueError(
-            f"{func}: labels must be (N,) class indices or (N, K) distributions with "
-            f"(N, K) = {(N, K)}, got labels.shape={labels.shape}"
+            f"{func}: labels must be class indices of shape {index_shape} (the logits' "
+            f"shape without the class axis) or distributions of the logits' shape "
+            f"{logits.shape}; got labels.shape={labels.shape}"
         )
-    logp = log_softmax(logits, axis=1)
-    loss = -float(np.sum(target * logp, dtype=np.float64)) / N
-    dlogits = (np.exp(logp) * target.sum(axis=1, keepdims=True) - target) / dt.type(N)
-    return loss, dlogits
+    grad = grad.astype(dt, copy=False)
+    if reduction == "none":
+        out_loss = loss.astype(dt).reshape(index_shape)
+    else:
+        total = float(np.sum(loss))
+        if reduction == "sum":
+            out_loss = total
+        else:
+            # every label ignored: 0/0, NaN, with the zero gradient of the ignored
+            # positions (PyTorch's result)
+            out_loss = total / denominator if denominator else float("nan")
+            grad = grad / dt.type(denominator) if denominator else grad
+    # back to the logits' layout: classes on their own axis again
+    moved = np.moveaxis(logits, class_axis, -1).shape
+    dlogits = np.ascontiguousarray(np.moveaxis(grad.reshape(moved), -1, class_axis))
+    return out_loss, dlogits
 
 
 def mse_loss(pred, target, reduction="mean"):
@@ -133,7 +203,7 @@ def mse_loss(pred, target, reduction="mean"):
         Predictions ``y``.
     target : array_like, shape of pred
         Targets ``t``.
-    reduction : {'mean', 'sum', 'half_sum'}, default 'mean'
+    reduction : {'mean', 'sum', 'half_sum', 'none'}, default 'mean'
         * ``'mean'``: ``E = mean((y - t)^2)`` over every element, gradient
           ``2 (y - t) / y.size``; PyTorch's ``mse_loss`` default, and the default here
           so that the loss, like :func:`softmax_cross_entropy`, does not grow with the
@@ -142,11 +212,14 @@ def mse_loss(pred, target, reduction="mean"):
         * ``'half_sum'``: ``E = 1/2 sum (t - y)^2``, gradient ``y - t``: the convention
           of the worked single-channel example in the docs, where the 1/2 cancels the
           2 of the derivative.
+        * ``'none'``: the elementwise ``E = (y - t)^2`` (PyTorch's), with the derivative
+          of each element with respect to its own prediction, ``2 (y - t)``: multiply it
+          by the upstream gradient.
 
     Returns
     -------
-    loss : float
-        Python float.
+    loss : float, or ndarray of pred's shape for ``reduction='none'``
+        Python float, or an array of the common dtype.
     dpred : ndarray, shape of pred
         ``dE/dy``; float32 when both arrays are float32, float64 otherwise.
 
@@ -182,6 +255,8 @@ def mse_loss(pred, target, reduction="mean"):
     if pred.size == 0:
         raise ValueError(f"{func}: pred is empty (pred.shape={pred.shape})")
     diff = pred - target
+    if reduction == "none":
+        return diff * diff, 2 * diff
     sq = float(np.sum(diff * diff, dtype=np.float64))
     if reduction == "mean":
         return sq / diff.size, diff * diff.dtype.type(2.0 / diff.size)

@@ -5,20 +5,25 @@ the loops themselves are in ``cycnn/_pool.pyx``. A pooling layer has no paramete
 backward pass only decides how each output's gradient is shared among the inputs of its
 window.
 
-* Max pooling, ``y[n, c, i, j] = max_{p, q} x[n, c, i*sh + p, j*sw + q]``: the whole
-  gradient goes to the one input that won the window. When several inputs tie for the
-  maximum, the first in row-major order wins (PyTorch's rule), so the gradient is never
-  duplicated.
-* Average pooling, ``y[n, c, i, j] = mean_{p, q} x[n, c, i*sh + p, j*sw + q]``: every
-  input of the window gets ``1 / (KH*KW)`` of the gradient.
+* Max pooling, ``y[n, c, i, j] = max_{p, q} x[n, c, i*sh - ph + p*rh, j*sw - pw + q*rw]``:
+  the whole gradient goes to the one input that won the window. When several inputs tie
+  for the maximum, the first in row-major order wins (PyTorch's rule), so the gradient is
+  never duplicated.
+* Average pooling, ``y[n, c, i, j] = sum_{p, q} x[n, c, i*sh - ph + p, j*sw - pw + q] / d``:
+  every input of the window gets ``1 / d`` of the gradient, where ``d`` is the window's
+  area ``KH*KW`` unless padding or ``divisor_override`` say otherwise.
 
 Windows may overlap (stride smaller than the window); an input that belongs to several
-windows adds up the gradients it receives from each. Rows and columns that no full
-window reaches are dropped, as PyTorch does by default (``ceil_mode=False``, no padding).
+windows adds up the gradients it receives from each. Padding follows PyTorch: at most half
+the window on each side, never read (max pooling treats it as -inf, average pooling as
+zeros that count towards the area only with ``count_include_pad``). Rows and columns that
+no full window reaches are dropped, unless ``ceil_mode`` adds a last, partial window, which
+PyTorch keeps only if it starts inside the input or the padding before it.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -26,7 +31,12 @@ import numpy as np
 from . import _dispatch
 from ._threads import resolve_threads, threads_for
 from ._validate import as_array, as_float, as_int, as_pair, check_ndim, float_dtype, param_dtype
-from .geometry import check_pool_args, pool_output_shape
+from .geometry import (
+    as_batch,
+    check_avg_pool_options,
+    check_pool_args,
+    pool_geometry,
+)
 
 _pool = _dispatch.load("_pool")
 
@@ -51,17 +61,23 @@ class MaxPoolCache(NamedTuple):
 
     Attributes
     ----------
-    x_shape : (int, int, int, int)
-        ``(N, C, H, W)`` of the forward input.
+    x_shape : tuple of int
+        ``(N, C, H, W)`` of the forward input, or ``(C, H, W)`` for an unbatched one.
     size : (int, int)
         Window ``(KH, KW)``.
     stride : (int, int)
         ``(sh, sw)``.
-    argmax : ndarray of int64, shape (N, C, OH, OW)
+    argmax : ndarray of int64, shape (N, C, OH, OW) or (C, OH, OW)
         For each output, the flat index ``h * W + w`` of its window's winner inside the
-        ``H x W`` plane of its own sample and channel.
+        ``H x W`` plane of its own sample and channel: the ``indices`` PyTorch's
+        ``max_pool2d(..., return_indices=True)`` returns.
     dtype : numpy.dtype
         dtype of the forward input (float32 or float64).
+    padding : (int, int), default (0, 0)
+        ``(ph, pw)`` on each side.
+    dilation : (int, int), default (1, 1)
+        ``(rh, rw)``.
+    ceil_mode : bool, default False
     """
 
     x_shape: tuple
@@ -69,20 +85,24 @@ class MaxPoolCache(NamedTuple):
     stride: tuple
     argmax: np.ndarray
     dtype: np.dtype
+    padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
+    ceil_mode: bool = False
 
     def win_counts(self):
-        """How many windows each input won, shape ``(N, C, H, W)``, int64.
+        """How many windows each input won, shape ``x_shape``, int64.
 
         0 for an input that won no window. With non-overlapping windows the counts are
         0 or 1; with overlapping windows one input can win several.
         """
-        N, C, H, W = self.x_shape
-        planes = np.arange(N * C, dtype=np.int64).reshape(N, C, 1, 1) * (H * W)
-        counts = np.bincount((planes + self.argmax).ravel(), minlength=N * C * H * W)
-        return counts.reshape(N, C, H, W)
+        *lead, H, W = self.x_shape
+        planes = int(np.prod(lead, dtype=np.int64))
+        base = np.arange(planes, dtype=np.int64).reshape(*lead, 1, 1) * (H * W)
+        counts = np.bincount((base + self.argmax).ravel(), minlength=planes * H * W)
+        return counts.reshape(self.x_shape)
 
     def mask(self):
-        """Boolean ``(N, C, H, W)`` mask: True where an input won at least one window.
+        """Boolean mask of ``x_shape``: True where an input won at least one window.
 
         This is the mask that routes the gradient in :func:`max_pool2d_backward`;
         :meth:`win_counts` says how many windows each input won.
@@ -95,20 +115,28 @@ class AvgPoolCache(NamedTuple):
 
     Attributes
     ----------
-    x_shape : (int, int, int, int)
-        ``(N, C, H, W)`` of the forward input.
+    x_shape : tuple of int
+        ``(N, C, H, W)`` of the forward input, or ``(C, H, W)``.
     size : (int, int)
         Window ``(KH, KW)``.
     stride : (int, int)
         ``(sh, sw)``.
     dtype : numpy.dtype
         dtype of the forward input (float32 or float64).
+    padding : (int, int), default (0, 0)
+    ceil_mode : bool, default False
+    count_include_pad : bool, default True
+    divisor_override : int or None, default None
     """
 
     x_shape: tuple
     size: tuple
     stride: tuple
     dtype: np.dtype
+    padding: tuple = (0, 0)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor_override: int | None = None
 
 
 # --------------------------------------------------------------------------- checks
@@ -117,7 +145,8 @@ def _check_cache(func, dy, cache, kind):
     """Check ``cache`` (a ``kind`` from the forward pass) and that ``dy`` fits it.
 
     The cache is read again as if it were user input: it is a plain tuple that may have
-    been edited or built by hand, and the kernels index with its numbers.
+    been edited or built by hand, and the kernels index with its numbers. Returns the
+    cache's dtype and its :class:`cycnn.geometry.PoolGeometry`.
     """
     if not isinstance(cache, kind):
         raise TypeError(
@@ -125,24 +154,29 @@ def _check_cache(func, dy, cache, kind):
             f"got {type(cache).__name__}"
         )
     where = f"{func} (cache)"
-    if not isinstance(cache.x_shape, (tuple, list)) or len(cache.x_shape) != 4:
-        raise ValueError(f"{where}: x_shape must be (N, C, H, W), got {cache.x_shape!r}")
-    x_shape = tuple(as_int(where, "x_shape", s, 1) for s in cache.x_shape)
-    size = as_pair(where, "size", cache.size, 1)
-    stride = as_pair(where, "stride", cache.stride, 1)
+    if not isinstance(cache.x_shape, (tuple, list)) or len(cache.x_shape) not in (3, 4):
+        raise ValueError(f"{where}: x_shape must be (N, C, H, W) or (C, H, W), got "
+                         f"{cache.x_shape!r}")
+    x_shape = tuple(as_int(where, "x_shape", s, 0 if k == 0 and len(cache.x_shape) == 4
+                           else 1) for k, s in enumerate(cache.x_shape))
     dtype = param_dtype(where, cache.dtype)
-    if size[0] > x_shape[2] or size[1] > x_shape[3]:
-        raise ValueError(f"{where}: window {size} is larger than the input plane "
-                         f"{x_shape[2:]} (was the cache edited?)")
-    yshape = pool_output_shape(x_shape, size, stride)
-    if dy.shape != yshape:
-        (KH, KW), (sh, sw) = size, stride
+    dilation = getattr(cache, "dilation", 1)
+    try:  # the forward pass's checks again
+        geo = pool_geometry(where, x_shape, cache.size, cache.stride, cache.padding, dilation,
+                            cache.ceil_mode)
+    except ValueError as err:
+        raise ValueError(f"{err} (was the cache edited?)") from None
+    if dy.shape != geo.yshape:
+        (KH, KW), (sh, sw) = geo.size, geo.stride
+        extra = "" if geo.padding == (0, 0) else f", padding={geo.padding}"
+        extra += "" if geo.dilation == (1, 1) else f", dilation={geo.dilation}"
+        extra += ", ceil_mode=True" if geo.ceil_mode else ""
         raise ValueError(
-            f"{func}: dy must have the forward output's shape {yshape} for "
-            f"x.shape={x_shape}, size=({KH}, {KW}), stride=({sh}, {sw}); "
+            f"{func}: dy must have the forward output's shape {geo.yshape} for "
+            f"x.shape={x_shape}, size=({KH}, {KW}), stride=({sh}, {sw}){extra}; "
             f"got dy.shape={dy.shape}"
         )
-    return x_shape, size, stride, dtype, yshape
+    return x_shape, dtype, geo
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -156,48 +190,61 @@ def _threads_for(elements, nt):
     return threads_for(elements, nt, PARALLEL_MIN_ELEMENTS)
 
 
-def max_pool2d_forward(x, size=2, stride=None, *, threads=None):
+def max_pool2d_forward(x, size=2, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+                       threads=None):
     """Forward pass of 2-D max pooling.
 
-    ``y[n, c, i, j] = max_{p, q} x[n, c, i*sh + p, j*sw + q]`` for ``0 <= p < KH`` and
-    ``0 <= q < KW``.
+    ``y[n, c, i, j] = max_{p, q} x[n, c, i*sh - ph + p*rh, j*sw - pw + q*rw]`` for
+    ``0 <= p < KH`` and ``0 <= q < KW``, over the taps that land inside ``x``.
 
     Parameters
     ----------
-    x : array_like, shape (N, C, H, W)
-        Input batch.
+    x : array_like, shape (N, C, H, W) or (C, H, W)
+        Input batch, or one sample without the batch axis (as PyTorch accepts).
     size : int or (int, int), default 2
-        Window ``(KH, KW)``, each at least 1 and at most the input's ``H`` and ``W``.
+        Window ``(KH, KW)`` (PyTorch's ``kernel_size``), each at least 1.
     stride : int or (int, int), optional
         ``(sh, sw)``, each at least 1; ``None`` (the default) means ``stride = size``
         (non-overlapping windows). A stride smaller than the window makes windows overlap.
+    padding : int or (int, int), default 0
+        ``(ph, pw)``, added on both sides, at most half the window (``KH // 2``): the
+        padding is never a winner (it acts as -inf).
+    dilation : int or (int, int), default 1
+        ``(rh, rw)``, at least 1: the step between the taps of a window.
+    ceil_mode : bool, default False
+        Round the output size up: a last, partial window is kept if it starts inside the
+        input or the padding before it (PyTorch's rule).
     threads : int, optional
         Threads for this call; defaults to :func:`cycnn.get_num_threads`.
 
     Returns
     -------
-    y : ndarray, shape (N, C, OH, OW)
-        ``OH = (H - KH) // sh + 1`` and ``OW = (W - KW) // sw + 1``. float32 for a
-        float32 input, float64 otherwise (integers are computed in float64).
+    y : ndarray, shape (N, C, OH, OW) or (C, OH, OW)
+        ``OH = (H + 2*ph - rh*(KH - 1) - 1) // sh + 1`` (rounded up under ``ceil_mode``,
+        see :func:`cycnn.conv_output_size`) and likewise ``OW``. float32 for a float32
+        input, float64 otherwise (integers are computed in float64).
     cache : MaxPoolCache
-        The input shape, window, stride and the ``argmax`` of every window, for
-        :func:`max_pool2d_backward`. ``cache.mask()`` shows the winners.
+        The input shape, the arguments and the ``argmax`` of every window (PyTorch's
+        ``return_indices``), for :func:`max_pool2d_backward`. ``cache.mask()`` shows the
+        winners.
 
     Raises
     ------
     ValueError
-        ``x`` not 4-D or empty, size or stride below 1, window larger than the input.
+        ``x`` not 3-D or 4-D or empty, size, stride or dilation below 1, padding above half
+        the window, window larger than the padded input, a window with no tap inside the
+        input (possible only with dilation).
     TypeError
-        Non-numeric ``x``, non-integer size or stride.
+        Non-numeric ``x``, non-integer size, stride, padding or dilation.
 
     Notes
     -----
-    When ``H - KH`` is not a multiple of ``sh`` the last rows, which no full window
-    reaches, are dropped (likewise for columns), as PyTorch's ``max_pool2d`` does by
-    default. Ties go to the first maximum in row-major order within the window, as in
-    PyTorch. A NaN counts as larger than every number: a window holding a NaN outputs
-    NaN (as in PyTorch) and its first NaN is the winner (PyTorch picks the last NaN;
-    either way the gradient through a NaN carries no information).
+    Without ``ceil_mode``, when ``H + 2*ph - rh*(KH - 1) - 1`` is not a multiple of ``sh``
+    the last rows, which no full window reaches, are dropped (likewise for columns), as
+    PyTorch's ``max_pool2d`` does. Ties go to the first maximum in row-major order within
+    the window, as in PyTorch. A NaN counts as larger than every number: a window holding a
+    NaN outputs NaN (as in PyTorch) and its first NaN is the winner (PyTorch picks the last
+    NaN; either way the gradient through a NaN carries no information).
 
     Examples
     --------
@@ -211,20 +258,29 @@ def max_pool2d_forward(x, size=2, stride=None, *, threads=None):
            [0, 1, 0, 1],
            [1, 0, 0, 0],
            [0, 0, 0, 1]])
+    >>> max_pool2d_forward(x.reshape(1, 1, 4, 4), 3, stride=2, padding=1)[0][0, 0]
+    array([[6., 8.],
+           [6., 8.]])
     """
     func = "max_pool2d_forward"
     x = as_array(func, "x", x)
-    (KH, KW), (sh, sw), yshape = check_pool_args(func, x, size, stride)
+    geo = check_pool_args(func, x, size, stride, padding, dilation, ceil_mode)
     nt = resolve_threads(func, threads)
     (x,) = as_float(func, x=x)
-    N, C, H, W = x.shape
-    y = np.empty(yshape, x.dtype)
-    argmax = np.empty(yshape, np.int64)
-    NC, OH, OW = N * C, yshape[2], yshape[3]
-    _pool.max_pool2d_forward(x.reshape(NC, H, W), y.reshape(NC, OH, OW),
-                             argmax.reshape(NC, OH, OW), KH, KW, sh, sw,
-                             _threads_for(N * C * H * W, nt))
-    return y, MaxPoolCache(x.shape, (KH, KW), (sh, sw), argmax, x.dtype)
+    x4, _ = as_batch(x)
+    N, C, H, W = x4.shape
+    y = np.empty(geo.yshape, x.dtype)
+    argmax = np.empty(geo.yshape, np.int64)
+    NC, (OH, OW) = N * C, geo.yshape[-2:]
+    (sh, sw), (ph, pw), (rh, rw) = geo.stride, geo.padding, geo.dilation
+    xs, ys, args = x4.reshape(NC, H, W), y.reshape(NC, OH, OW), argmax.reshape(NC, OH, OW)
+    if geo.inside:  # every window inside x: the loops of docs/pooling.md
+        _pool.max_pool2d_forward(xs, ys, args, *geo.size, sh, sw, _threads_for(x4.size, nt))
+    else:
+        _pool.max_pool2d_forward_clipped(xs, ys, args, sh, sw, ph, pw, rh, rw, *geo.taps,
+                                         _threads_for(x4.size, nt))
+    return y, MaxPoolCache(x.shape, geo.size, geo.stride, argmax, x.dtype, geo.padding,
+                           geo.dilation, geo.ceil_mode)
 
 
 def max_pool2d_backward(dy, cache, *, threads=None):
@@ -237,7 +293,7 @@ def max_pool2d_backward(dy, cache, *, threads=None):
 
     Parameters
     ----------
-    dy : array_like, shape (N, C, OH, OW)
+    dy : array_like, shape (N, C, OH, OW) or (C, OH, OW)
         Gradient of the loss with respect to the forward output.
     cache : MaxPoolCache
         The second value returned by :func:`max_pool2d_forward`.
@@ -246,13 +302,14 @@ def max_pool2d_backward(dy, cache, *, threads=None):
 
     Returns
     -------
-    dx : ndarray, shape (N, C, H, W)
+    dx : ndarray, shape ``cache.x_shape``
         float32 when ``dy`` and the forward input are float32, float64 otherwise.
 
     Raises
     ------
     ValueError
-        ``dy`` does not have the forward output's shape.
+        ``dy`` does not have the forward output's shape, or the cache was edited into
+        something the forward pass could not have produced.
     TypeError
         ``cache`` is not a :class:`MaxPoolCache`, or ``dy`` is not numeric.
 
@@ -268,65 +325,108 @@ def max_pool2d_backward(dy, cache, *, threads=None):
     """
     func = "max_pool2d_backward"
     dy = as_array(func, "dy", dy)
-    x_shape, _, _, cdt, yshape = _check_cache(func, dy, cache, MaxPoolCache)
+    x_shape, cdt, geo = _check_cache(func, dy, cache, MaxPoolCache)
     nt = resolve_threads(func, threads)
     dt = float_dtype(dy, np.empty(0, cdt))
     dy = np.ascontiguousarray(dy, dtype=dt)
-    N, C, H, W = x_shape
-    NC, OHW = N * C, yshape[2] * yshape[3]
+    *lead, H, W = x_shape
+    NC, OHW = int(np.prod(lead)), geo.yshape[-2] * geo.yshape[-1]
     argmax = np.asarray(cache.argmax)
     if argmax.dtype.kind not in "iu":
         raise TypeError(f"{func}: cache.argmax must hold integer indices, got dtype "
                         f"{argmax.dtype} (was the cache edited?)")
     argmax = np.ascontiguousarray(argmax, dtype=np.int64)
-    if argmax.shape != yshape or (argmax.size and (argmax.min() < 0 or argmax.max() >= H * W)):
+    if argmax.shape != geo.yshape or (argmax.size and (argmax.min() < 0 or
+                                                       argmax.max() >= H * W)):
         raise ValueError(
             f"{func}: cache.argmax must hold indices in [0, H*W) = [0, {H * W}) with shape "
-            f"{yshape}; got shape {argmax.shape} (was the cache edited?)"
+            f"{geo.yshape}; got shape {argmax.shape} (was the cache edited?)"
         )
     dx = np.empty(x_shape, dt)
     _pool.max_pool2d_backward(dy.reshape(NC, OHW), argmax.reshape(NC, OHW),
-                              dx.reshape(NC, H * W), _threads_for(N * C * H * W, nt))
+                              dx.reshape(NC, H * W), _threads_for(NC * H * W, nt))
     return dx
 
 
 # --------------------------------------------------------------------------- average pooling
 
-def avg_pool2d_forward(x, size=2, stride=None, *, threads=None):
+def _divisors(geo, H, W, count_include_pad, divisor_override, dtype):
+    """(ah, aw): window (i, j) of the average pool is divided by ah[i] * aw[j]."""
+    return _divisors_cached(H, W, geo.size, geo.stride, geo.padding, geo.yshape[-2:],
+                            count_include_pad, divisor_override, np.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=256)
+def _divisors_cached(H, W, size, stride, padding, out, count_include_pad, divisor_override,
+                     dtype):
+    """PyTorch's rule: ``divisor_override`` if given; else with ``count_include_pad`` the
+    window's area clipped to the padded input (a ``ceil_mode`` window hanging past the
+    padding counts only what lies inside it); else the number of its taps inside x.
+    Cached, like the window taps (geometry._pool_plan); the arrays are read-only."""
+    (OH, OW), (KH, KW), (sh, sw), (ph, pw) = out, size, stride, padding
+    if divisor_override is not None:
+        ah, aw = np.full(OH, divisor_override, dtype), np.ones(OW, dtype)
+    else:
+        top, left = np.arange(OH) * sh - ph, np.arange(OW) * sw - pw
+        if count_include_pad:
+            ah, aw = np.minimum(top + KH, H + ph) - top, np.minimum(left + KW, W + pw) - left
+        else:  # the taps inside x: the window clipped to [0, H) and [0, W)
+            ah = np.minimum(top + KH, H) - np.maximum(top, 0)
+            aw = np.minimum(left + KW, W) - np.maximum(left, 0)
+        ah, aw = ah.astype(dtype), aw.astype(dtype)
+    ah.flags.writeable = aw.flags.writeable = False
+    return ah, aw
+
+
+def avg_pool2d_forward(x, size=2, stride=None, padding=0, ceil_mode=False,
+                       count_include_pad=True, divisor_override=None, *, threads=None):
     """Forward pass of 2-D average pooling.
 
-    ``y[n, c, i, j] = (1 / (KH*KW)) * sum_{p, q} x[n, c, i*sh + p, j*sw + q]``.
+    ``y[n, c, i, j] = (1 / d) * sum_{p, q} x[n, c, i*sh - ph + p, j*sw - pw + q]`` over the
+    taps inside ``x``, with ``d = KH*KW`` when the window lies inside the input.
 
     Parameters
     ----------
-    x : array_like, shape (N, C, H, W)
-        Input batch.
+    x : array_like, shape (N, C, H, W) or (C, H, W)
+        Input batch, or one sample without the batch axis.
     size : int or (int, int), default 2
-        Window ``(KH, KW)``, each at least 1 and at most the input's ``H`` and ``W``.
+        Window ``(KH, KW)`` (PyTorch's ``kernel_size``), each at least 1.
     stride : int or (int, int), optional
         ``(sh, sw)``, each at least 1; ``None`` (the default) means ``stride = size``.
+    padding : int or (int, int), default 0
+        Zeros added on both sides, at most half the window (``KH // 2``).
+    ceil_mode : bool, default False
+        Round the output size up, as for :func:`max_pool2d_forward`.
+    count_include_pad : bool, default True
+        Whether the padding zeros count towards ``d``: True divides by the window's area
+        (clipped to the padded input for a ``ceil_mode`` window that runs past it), False
+        by the number of the window's inputs.
+    divisor_override : int, optional
+        A fixed ``d`` for every window (any non-zero integer), as in PyTorch.
     threads : int, optional
         Threads for this call; defaults to :func:`cycnn.get_num_threads`.
 
     Returns
     -------
-    y : ndarray, shape (N, C, OH, OW)
-        ``OH = (H - KH) // sh + 1`` and ``OW = (W - KW) // sw + 1``; float32 for a
-        float32 input, float64 otherwise.
+    y : ndarray, shape (N, C, OH, OW) or (C, OH, OW)
+        ``OH = (H + 2*ph - KH) // sh + 1`` (rounded up under ``ceil_mode``) and likewise
+        ``OW``; float32 for a float32 input, float64 otherwise.
     cache : AvgPoolCache
-        Input shape, window and stride, for :func:`avg_pool2d_backward`.
+        Input shape and arguments, for :func:`avg_pool2d_backward`.
 
     Raises
     ------
     ValueError
-        ``x`` not 4-D or empty, size or stride below 1, window larger than the input.
+        ``x`` not 3-D or 4-D or empty, size or stride below 1, padding above half the
+        window, window larger than the padded input, divisor_override of 0.
     TypeError
-        Non-numeric ``x``, non-integer size or stride.
+        Non-numeric ``x``, non-integer size, stride, padding or divisor_override, a
+        non-boolean ceil_mode or count_include_pad.
 
     Notes
     -----
-    Rows and columns that no full window reaches are dropped, as PyTorch's
-    ``avg_pool2d`` does by default; no padding, so every window has ``KH*KW`` inputs.
+    Without padding and ``ceil_mode`` every window has ``KH*KW`` inputs, and rows and
+    columns that no full window reaches are dropped, as PyTorch's ``avg_pool2d`` does.
 
     Examples
     --------
@@ -335,30 +435,43 @@ def avg_pool2d_forward(x, size=2, stride=None, *, threads=None):
     >>> y[0, 0]
     array([[3.25, 5.25],
            [2.  , 2.  ]])
+    >>> avg_pool2d_forward(np.ones((1, 3, 3)), 2, padding=1, count_include_pad=False)[0]
+    array([[[1., 1.],
+            [1., 1.]]])
     """
     func = "avg_pool2d_forward"
     x = as_array(func, "x", x)
-    (KH, KW), (sh, sw), yshape = check_pool_args(func, x, size, stride)
+    geo = check_pool_args(func, x, size, stride, padding, 1, ceil_mode)
+    include, override = check_avg_pool_options(func, count_include_pad, divisor_override)
     nt = resolve_threads(func, threads)
     (x,) = as_float(func, x=x)
-    N, C, H, W = x.shape
-    y = np.empty(yshape, x.dtype)
-    NC, OH, OW = N * C, yshape[2], yshape[3]
-    _pool.avg_pool2d_forward(x.reshape(NC, H, W), y.reshape(NC, OH, OW), KH, KW, sh, sw,
-                             _threads_for(N * C * H * W, nt))
-    return y, AvgPoolCache(x.shape, (KH, KW), (sh, sw), x.dtype)
+    x4, _ = as_batch(x)
+    N, C, H, W = x4.shape
+    y = np.empty(geo.yshape, x.dtype)
+    NC, (OH, OW) = N * C, geo.yshape[-2:]
+    (sh, sw), (ph, pw) = geo.stride, geo.padding
+    xs, ys = x4.reshape(NC, H, W), y.reshape(NC, OH, OW)
+    if geo.inside and override is None:  # every window of KH*KW inputs
+        _pool.avg_pool2d_forward(xs, ys, *geo.size, sh, sw, _threads_for(x4.size, nt))
+    else:
+        ah, aw = _divisors(geo, H, W, include, override, x.dtype)
+        _pool.avg_pool2d_forward_clipped(xs, ys, sh, sw, ph, pw, *geo.taps, ah, aw,
+                                         _threads_for(x4.size, nt))
+    return y, AvgPoolCache(x.shape, geo.size, geo.stride, x.dtype, geo.padding,
+                           geo.ceil_mode, include, override)
 
 
 def avg_pool2d_backward(dy, cache, *, threads=None):
     """Backward pass of :func:`avg_pool2d_forward`.
 
     ``dx[n, c, h, w] = sum over the windows (i, j) containing (h, w) of
-    dy[n, c, i, j] / (KH*KW)``: each output's gradient is shared equally by the
-    ``KH*KW`` inputs of its window (a quarter each for 2x2, a ninth for 3x3).
+    dy[n, c, i, j] / d``: each output's gradient is shared equally by the inputs of its
+    window (a quarter each for 2x2, a ninth for 3x3); the share of the padding goes
+    nowhere.
 
     Parameters
     ----------
-    dy : array_like, shape (N, C, OH, OW)
+    dy : array_like, shape (N, C, OH, OW) or (C, OH, OW)
         Gradient of the loss with respect to the forward output.
     cache : AvgPoolCache
         The second value returned by :func:`avg_pool2d_forward`.
@@ -367,14 +480,14 @@ def avg_pool2d_backward(dy, cache, *, threads=None):
 
     Returns
     -------
-    dx : ndarray, shape (N, C, H, W)
+    dx : ndarray, shape ``cache.x_shape``
         float32 when ``dy`` and the forward input are float32, float64 otherwise. Inputs
         in dropped rows or columns get zero.
 
     Raises
     ------
     ValueError
-        ``dy`` does not have the forward output's shape.
+        ``dy`` does not have the forward output's shape, or an edited cache.
     TypeError
         ``cache`` is not an :class:`AvgPoolCache`, or ``dy`` is not numeric.
 
@@ -387,15 +500,23 @@ def avg_pool2d_backward(dy, cache, *, threads=None):
     """
     func = "avg_pool2d_backward"
     dy = as_array(func, "dy", dy)
-    x_shape, (KH, KW), (sh, sw), cdt, yshape = _check_cache(func, dy, cache, AvgPoolCache)
+    x_shape, cdt, geo = _check_cache(func, dy, cache, AvgPoolCache)
+    include, override = check_avg_pool_options(f"{func} (cache)", cache.count_include_pad,
+                                           cache.divisor_override)
     nt = resolve_threads(func, threads)
     dt = float_dtype(dy, np.empty(0, cdt))
     dy = np.ascontiguousarray(dy, dtype=dt)
-    N, C, H, W = x_shape
-    NC, OH, OW = N * C, yshape[2], yshape[3]
+    *lead, H, W = x_shape
+    NC, (OH, OW) = int(np.prod(lead)), geo.yshape[-2:]
+    (sh, sw), (ph, pw) = geo.stride, geo.padding
     dx = np.empty(x_shape, dt)
-    _pool.avg_pool2d_backward(dy.reshape(NC, OH, OW), dx.reshape(NC, H, W),
-                              KH, KW, sh, sw, _threads_for(N * C * H * W, nt))
+    dys, dxs = dy.reshape(NC, OH, OW), dx.reshape(NC, H, W)
+    if geo.inside and override is None:
+        _pool.avg_pool2d_backward(dys, dxs, *geo.size, sh, sw, _threads_for(dx.size, nt))
+    else:
+        ah, aw = _divisors(geo, H, W, include, override, dt)
+        _pool.avg_pool2d_backward_clipped(dys, dxs, sh, sw, ph, pw, *geo.taps, ah, aw,
+                                          _threads_for(dx.size, nt))
     return dx
 
 

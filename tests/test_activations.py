@@ -122,14 +122,18 @@ def test_softmax_axis_out_of_range_is_refused():
         softmax(np.zeros((2, 3)), axis=2)
 
 
-def test_softmax_of_a_scalar_is_refused():
-    with pytest.raises(ValueError, match=r"log_softmax: z must be at least 1-D"):
-        log_softmax(1.0)
+def test_softmax_of_a_scalar_is_one_entry():
+    """PyTorch reads a 0-d tensor as a single score: softmax 1, log_softmax 0."""
+    assert softmax(2.5).shape == () and float(softmax(2.5)) == 1.0
+    assert float(log_softmax(np.float32(-7.0), axis=0)) == 0.0
+    with pytest.raises(ValueError, match=r"log_softmax: axis=1 is out of range for z.shape=\(\)"):
+        log_softmax(1.0, axis=1)
 
 
-def test_softmax_of_an_empty_class_axis_is_refused():
-    with pytest.raises(ValueError, match=r"softmax: z has no entries along axis -1"):
-        softmax(np.zeros((3, 0)))
+def test_softmax_of_an_empty_class_axis_is_empty():
+    out = softmax(np.zeros((3, 0), np.float32))
+    assert out.shape == (3, 0) and out.dtype == np.float32
+    assert log_softmax(np.zeros((5, 0, 0)), axis=-1).shape == (5, 0, 0)
 
 
 # --------------------------------------------------------------------------- PyTorch oracle

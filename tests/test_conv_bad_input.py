@@ -48,21 +48,33 @@ def test_the_good_arguments_work():
 
 @ALL_ROUTES
 def test_x_wrong_ndim(func):
-    with raises(ValueError, func, r"x must be 4-D \(N, C, H, W\), got shape \(3, 8, 8\) \(3-D\)"):
-        ROUTES[func](np.ones((3, 8, 8)), W)
+    with raises(ValueError, func, r"x must be 3-D or 4-D \(C, H, W\) or \(N, C, H, W\), got "
+                                  r"shape \(8, 8\) \(2-D\)"):
+        ROUTES[func](np.ones((8, 8)), W)
 
 
 @ALL_ROUTES
 def test_w_wrong_ndim(func):
     with raises(ValueError, func,
-                r"w must be 4-D \(F, C, KH, KW\), got shape \(3, 3, 3\) \(3-D\)"):
+                r"w must be 4-D \(F, C / groups, KH, KW\), got shape \(3, 3, 3\) \(3-D\)"):
         ROUTES[func](X, np.ones((3, 3, 3)))
 
 
 @ALL_ROUTES
 def test_x_5d(func):
-    with raises(ValueError, func, r"x must be 4-D .* got shape \(1, 2, 3, 8, 8\) \(5-D\)"):
+    with raises(ValueError, func, r"x must be 3-D or 4-D .* got shape \(1, 2, 3, 8, 8\) "
+                                  r"\(5-D\)"):
         ROUTES[func](np.ones((1, 2, 3, 8, 8)), W)
+
+
+@ALL_ROUTES
+def test_unbatched_dy_must_match_an_unbatched_x(func):
+    """One sample (C, H, W) is accepted, as in PyTorch, but then dy is (F, OH, OW) too."""
+    if "backward" not in func:
+        assert ROUTES[func](X[0], W).shape == (4, 6, 6)
+        return
+    with raises(ValueError, func, r"dy.*\(4, 6, 6\)"):
+        ROUTES[func](X[0], W, dy=DY)
 
 
 @ALL_ROUTES
@@ -106,10 +118,20 @@ def test_kernel_as_large_as_padded_input_is_fine():
 
 @PUBLIC_ROUTES
 def test_empty_arrays(func):
-    with raises(ValueError, func, r"empty array \(x.shape=\(0, 3, 8, 8\)"):
-        ROUTES[func](np.ones((0, 3, 8, 8)), W)
+    with raises(ValueError, func, r"empty array \(x.shape=\(2, 3, 0, 8\)"):
+        ROUTES[func](np.ones((2, 3, 0, 8)), W)
     with raises(ValueError, func, r"empty array .*w.shape=\(0, 3, 3, 3\)"):
         ROUTES[func](X, np.ones((0, 3, 3, 3)))
+
+
+def test_an_empty_batch_is_fine():
+    """N = 0 gives an empty output and zero weight gradients, as in PyTorch."""
+    y = cycnn.conv2d_forward(np.ones((0, 3, 8, 8)), W, B)
+    assert y.shape == (0, 4, 6, 6)
+    dx, dw, db = cycnn.conv2d_backward(np.ones((0, 4, 6, 6)), np.ones((0, 3, 8, 8)), W)
+    assert dx.shape == (0, 3, 8, 8)
+    np.testing.assert_array_equal(dw, np.zeros(W.shape))
+    np.testing.assert_array_equal(db, np.zeros(4))
 
 
 @pytest.mark.parametrize("dy_shape", [(2, 4, 5, 6), (2, 3, 6, 6), (1, 4, 6, 6), (4, 6, 6)],

@@ -86,9 +86,15 @@ def test_features_that_do_not_chain_are_refused():
         dense_forward(np.ones((2, 4)), np.ones((5, 3)))
 
 
-def test_x_must_be_2d():
-    with pytest.raises(ValueError, match=r"dense_forward: x must be 2-D \(N, D_in\), got shape "
-                                         r"\(2, 3, 4\)"):
+def test_x_must_be_at_least_1d():
+    with pytest.raises(ValueError, match=r"dense_forward: x must be at least 1-D \(..., D_in\), "
+                                         r"got a 0-d array"):
+        dense_forward(np.float64(1.0), np.ones((5, 1)))
+
+
+def test_extra_axes_must_still_end_in_d_in():
+    with pytest.raises(ValueError, match=r"dense_forward: x has D_in=4 features but w expects "
+                                         r"D_in=12 \(x.shape=\(2, 3, 4\)"):
         dense_forward(np.ones((2, 3, 4)), np.ones((5, 12)))
 
 

@@ -169,8 +169,8 @@ def test_teaching_page_ends_with_the_place_for_its_exercises(page):
 #: the pages whose subject is a backward pass: at least one solution there runs a checker
 #: of cycnn.check on the learner's implementation
 BACKWARD_PAGES = {"conv-weight-gradient.md", "conv-input-gradient.md", "stride-padding.md",
-                  "im2col.md", "transposed-conv.md", "pooling.md", "dense-softmax.md",
-                  "network.md", "sources.md"}
+                  "conv-dilation-groups.md", "im2col.md", "transposed-conv.md", "pooling.md",
+                  "dense-softmax.md", "network.md", "sources.md"}
 _EXERCISE = re.compile(r"^### Exercise (\d+): \S.*$", re.MULTILINE)
 _SOLUTION = '??? success "Solution"'
 _CHECKER_CALL = re.compile(r"\bcheck\.(\w+)\(")
@@ -318,13 +318,13 @@ def test_api_page_lists_every_public_name():
 INCLUDES = {
     "cycnn/_conv.pyx:@conv2d_forward": [
         "# y[n,f,i,j] = b[f] + sum_{c,p,q}", "prange(N",
-        "y[n, f, i, j] += wv * xp[n, c, i * sh + p, j * sw + q]",
+        "y[n, f, i, j] += wv * xp[n, c0 + c, i * sh + p * rh,",
     ],
     "cycnn/_conv.pyx:@conv2d_backward_weight": [
         "# dw[f,c,p,q] = sum_{n,i,j}", "prange(F", "dw[f, c, p, q] = acc",
     ],
     "cycnn/_conv.pyx:@conv2d_backward_input": [
-        "prange(N", "dxp[n, c, i * sh + p, j * sw + q] += wv * dy[n, f, i, j]",
+        "prange(N", "dxp[n, c, i * sh + p * rh, j * sw + q * rw] += wv * dy[n, f, i, j]",
     ],
     "cycnn/_pool.pyx:@max_pool2d_forward": [
         "prange(NC", "v > best", "argmax[nc, i, j] = best_at",
@@ -342,10 +342,13 @@ INCLUDES = {
     "cycnn/gradcheck.py:@numerical_gradient": ["flat[k] = keep + eps", "(2 * eps)"],
     "cycnn/_dispatch.py:@load": ["candidates()", "import_module"],
     "cycnn/_conv.pyx:@im2col": ["prange(C * KH * KW", "cols[r, k + j]"],
-    "cycnn/_conv.pyx:@col2im": ["dxp[n, c, i * sh + p, j + q] += dcols[r, k + j]"],
-    "cycnn/conv.py:@_backward_im2col": ["np.matmul(dyt, cols.T", "np.matmul(w2.T, dyt",
+    "cycnn/_conv.pyx:@col2im": ["dxp[n, c, i * sh + p * rh, j * sw + q * rw] += dcols[r, k + j]"],
+    "cycnn/conv.py:@_backward_im2col": ["np.matmul(dyt[g * Fg:(g + 1) * Fg], cols[g * K:",
+                                        "np.matmul(w2[g * Fg:(g + 1) * Fg].T, dyt",
                                         "_conv.col2im("],
-    "cycnn/geometry.py:@conv_output_size": ["(n + before + after - k) // stride + 1"],
+    "cycnn/geometry.py:@conv_output_size": ["span = dilation * (k - 1) + 1",
+                                            "room = n + before + after - span",
+                                            "out = room // stride + 1"],
     "cycnn/geometry.py:@resolve_padding": ["((ph, ph), (pw, pw))", "th // 2, th - th // 2"],
     "cycnn/model.py:@Sequential.forward": ["for layer in self.layers", "layer.forward(x)"],
     "cycnn/model.py:@Sequential.backward": ["reversed(self.layers)",
@@ -371,10 +374,19 @@ INCLUDES = {
     "cycnn/schedules.py:@OneCycleLR._phase": ["for k, (end, lr0, lr1, m0, m1)",
                                              "(t - start) / (end - start)"],
     "cycnn/schedules.py:@_cos_between": ["math.cos(math.pi * pct) + 1"],
+    "cycnn/geometry.py:@fold_padding": [
+        "dxp[..., pt:pt + size[0], pl:pl + size[1]].copy()",
+        "dxr[..., rows[t], :] += dxp[..., t, :]", "dx[..., cols[s]] += dxr[..., s]",
+    ],
+    "cycnn/conv.py:@conv_transpose2d_forward": [
+        "check_conv_transpose_args(",
+        "_backward(func, algorithm, x4, None, w, yf, None, geo, nt)",
+        "y = yf[:, :, pt:pt + OH, pl:pl + OW]",
+    ],
     "cycnn/check.py:@_matches": ["isinstance(wrong, _Shape)",
                                  "_close(r, w64, dtype) and not _close(expected, w64, dtype)"],
     "cycnn/reference.py:@conv2d_backward": [
-        "dilate(dy, (sh, sw))", "rotate180(w)", "dxp[:, :, pt:pt + H, pl:pl + W]",
+        "dilate(dy, (sh, sw))", "rotate180(wd[fi])", "dxp[:, :, pt:pt + H, pl:pl + W]",
         "dy.sum(axis=(0, 2, 3))",
     ],
 }

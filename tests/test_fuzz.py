@@ -1,9 +1,11 @@
 """Random configurations against PyTorch: conv2d, max/avg pooling, dense, softmax + CE.
 
 Property-based (hypothesis): every example draws shapes, strides, padding, dtype, route,
-thread count and data (small, large and tiny magnitudes; integer-valued data, which makes
-ties in max pooling), runs cycnn's forward and backward passes, and compares them with
-PyTorch computing in float64 on the same values.
+thread count, the convolution's dilation, groups and padding mode, the pooling options
+(padding, dilation, ceil_mode, count_include_pad, divisor_override) and data (small,
+large and tiny magnitudes; integer-valued data, which makes ties in max pooling), runs
+cycnn's forward and backward passes, and compares them with PyTorch computing in float64
+on the same values.
 
 Tolerances are fair to sums that cancel: an entry's error is measured against the sum of
 the absolute values of its terms (computed by the same operation on ``|x|``, ``|w|``,
@@ -90,8 +92,11 @@ DTYPE = st.sampled_from([np.float32, np.float64])
 @st.composite
 def conv_case(draw):
     dtype = draw(DTYPE)
-    N, C, Fn = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    G = draw(st.integers(1, 3))  # groups: C and F are multiples of it
+    N, C, Fn = draw(st.integers(1, 3)), G * draw(st.integers(1, 2)), G * draw(st.integers(1, 2))
     KH, KW = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    rh, rw = (1, 1) if draw(st.booleans()) else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    EH, EW = rh * (KH - 1) + 1, rw * (KW - 1) + 1  # the dilated kernel's span
     kind = draw(st.sampled_from(["int", "pair", "sides", "valid", "same"]))
     sh, sw = (1, 1) if kind == "same" else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     p = [draw(st.integers(0, 3)) for _ in range(4)]
@@ -100,44 +105,52 @@ def conv_case(draw):
         "pair": ((p[0], p[1]), (p[0], p[0], p[1], p[1])),
         "sides": (((p[0], p[1]), (p[2], p[3])), tuple(p)),
         "valid": ("valid", (0, 0, 0, 0)),
-        "same": ("same", ((KH - 1) // 2, KH // 2, (KW - 1) // 2, KW // 2)),
+        "same": ("same", ((EH - 1) // 2, EH // 2, (EW - 1) // 2, EW // 2)),
     }[kind]
     pt, pb, pl, pr = sides
-    H = draw(st.integers(max(1, KH - pt - pb), KH + 8))
-    W = draw(st.integers(max(1, KW - pl - pr), KW + 8))
+    mode = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
+    # PyTorch's limits: reflect pads less than the input size, circular at most it
+    extra = {"reflect": 1, "circular": 0}.get(mode)
+    H = draw(st.integers(max(1, EH - pt - pb, max(pt, pb) + extra if extra is not None else 1),
+                         EH + 8))
+    W = draw(st.integers(max(1, EW - pl - pr, max(pl, pr) + extra if extra is not None else 1),
+                         EW + 8))
     x = draw(arrays((N, C, H, W), dtype))
-    w = draw(arrays((Fn, C, KH, KW), dtype))
+    w = draw(arrays((Fn, C // G, KH, KW), dtype))
     b = draw(arrays((Fn,), dtype))
-    OH, OW = (H + pt + pb - KH) // sh + 1, (W + pl + pr - KW) // sw + 1
+    OH, OW = (H + pt + pb - EH) // sh + 1, (W + pl + pr - EW) // sw + 1
     dy = draw(arrays((N, Fn, OH, OW), dtype))
+    args = dict(dilation=(rh, rw), groups=G, padding_mode=mode)
     route = dict(algorithm=draw(st.sampled_from(["direct", "im2col", "auto"])),
                  threads=draw(st.sampled_from([1, 2])))
-    return x, w, b, dy, (sh, sw), padding, sides, route
+    return x, w, b, dy, (sh, sw), padding, sides, args, route
 
 
-def _torch_conv(x, w, b, stride, sides):
+def _torch_conv(x, w, b, stride, sides, dilation=1, groups=1, padding_mode="zeros"):
     pt, pb, pl, pr = sides
-    return F.conv2d(F.pad(x, (pl, pr, pt, pb)), w, b, stride)
+    mode = "constant" if padding_mode == "zeros" else padding_mode
+    return F.conv2d(F.pad(x, (pl, pr, pt, pb), mode=mode), w, b, stride, dilation=dilation,
+                    groups=groups)
 
 
 @FUZZ
 @given(conv_case())
 def test_conv2d_matches_torch(case):
-    x, w, b, dy, stride, padding, sides, route = case
+    x, w, b, dy, stride, padding, sides, args, route = case
     dtype = x.dtype.type
-    y = cycnn.conv2d_forward(x, w, b, stride, padding, **route)
-    dx, dw, db = cycnn.conv2d_backward(dy, x, w, stride, padding, **route)
+    y = cycnn.conv2d_forward(x, w, b, stride, padding, **args, **route)
+    dx, dw, db = cycnn.conv2d_backward(dy, x, w, stride, padding, **args, **route)
     assert y.dtype == dx.dtype == dw.dtype == db.dtype == dtype
     xt, wt, bt = (t64(a).requires_grad_() for a in (x, w, b))
-    yt = _torch_conv(xt, wt, bt, stride, sides)
+    yt = _torch_conv(xt, wt, bt, stride, sides, **args)
     yt.backward(t64(dy))
     ax, aw, ab, ady = (t64(np.abs(a)) for a in (x, w, b, dy))
-    with torch.no_grad():
-        assert_fair(y, yt, _torch_conv(ax, aw, ab, stride, sides), dtype, "y")
+    with torch.no_grad():  # a padding mode copies values: |copy| = copy of |x|
+        assert_fair(y, yt, _torch_conv(ax, aw, ab, stride, sides, **args), dtype, "y")
     # sums of |terms| of the gradients: the same contractions with absolute values
     ax.requires_grad_()
     aw.requires_grad_()
-    (_torch_conv(ax, aw, None, stride, sides) * ady).sum().backward()
+    (_torch_conv(ax, aw, None, stride, sides, **args) * ady).sum().backward()
     assert_fair(dx, xt.grad, ax.grad, dtype, "dx")
     assert_fair(dw, wt.grad, aw.grad, dtype, "dw")
     assert_fair(db, bt.grad, ady.sum(dim=(0, 2, 3)), dtype, "db")
@@ -145,50 +158,78 @@ def test_conv2d_matches_torch(case):
 
 # --------------------------------------------------------------------------- pooling
 
+def _pool_out(n, k, s, p, r, ceil_mode):
+    """PyTorch's pooling output size: the dilated window's room divided by the stride,
+    rounded up under ceil_mode unless the last window would start past the input and the
+    left padding."""
+    room = n + 2 * p - (r * (k - 1) + 1)
+    out = (room + (s - 1 if ceil_mode else 0)) // s + 1
+    return out - 1 if ceil_mode and (out - 1) * s >= n + p else out
+
+
+def _every_window_reads_the_input(n, k, s, p, r, out):
+    return all(any(0 <= i * s - p + q * r < n for q in range(k)) for i in range(out))
+
+
 @st.composite
-def pool_case(draw):
+def pool_case(draw, dilation=True):
     dtype = draw(DTYPE)
     N, C = draw(st.integers(1, 3)), draw(st.integers(1, 4))
     KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     stride = None if draw(st.booleans()) else (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     sh, sw = (KH, KW) if stride is None else stride
-    H, W = draw(st.integers(KH, KH + 9)), draw(st.integers(KW, KW + 9))
+    padding = (draw(st.integers(0, KH // 2)), draw(st.integers(0, KW // 2)))
+    rates = (1, 1) if not dilation or draw(st.booleans()) else \
+        (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    ceil_mode = draw(st.booleans())
+    sizes = []
+    for k, s, p, r in ((KH, sh, padding[0], rates[0]), (KW, sw, padding[1], rates[1])):
+        n = draw(st.integers(max(1, r * (k - 1) + 1 - 2 * p), r * (k - 1) + 10))
+        out = _pool_out(n, k, s, p, r, ceil_mode)
+        # a window of padding only: PyTorch's max is -inf there, cycnn refuses the input
+        hypothesis.assume(_every_window_reads_the_input(n, k, s, p, r, out))
+        sizes.append((n, out))
+    (H, OH), (W, OW) = sizes
     x = draw(arrays((N, C, H, W), dtype, ties=True))
-    dy = draw(arrays((N, C, (H - KH) // sh + 1, (W - KW) // sw + 1), dtype))
-    return x, dy, (KH, KW), stride, draw(st.sampled_from([1, 2]))
+    dy = draw(arrays((N, C, OH, OW), dtype))
+    options = dict(padding=padding, ceil_mode=ceil_mode)
+    if dilation:
+        options["dilation"] = rates
+    return x, dy, (KH, KW), stride, options, draw(st.sampled_from([1, 2]))
 
 
 @FUZZ
 @given(pool_case())
 def test_max_pool_matches_torch(case):
-    x, dy, size, stride, threads = case
+    x, dy, size, stride, options, threads = case
     dtype = x.dtype.type
-    y, cache = cycnn.max_pool2d_forward(x, size, stride, threads=threads)
+    y, cache = cycnn.max_pool2d_forward(x, size, stride, **options, threads=threads)
     dx = cycnn.max_pool2d_backward(dy, cache, threads=threads)
     xt = t64(x).requires_grad_()
-    yt, idx = F.max_pool2d(xt, size, stride or size, return_indices=True)
+    yt, idx = F.max_pool2d(xt, size, stride or size, **options, return_indices=True)
     yt.backward(t64(dy))
     np.testing.assert_array_equal(y, yt.detach().numpy())  # a maximum is one of the inputs
     # the winner of every window: the first maximum in row-major order, as in PyTorch
     np.testing.assert_array_equal(cache.argmax, idx.numpy())
     # |terms|: |dy| summed over the windows each input won (overlapping windows add up)
     xa = t64(x).requires_grad_()
-    F.max_pool2d(xa, size, stride or size).backward(t64(np.abs(dy)))
+    F.max_pool2d(xa, size, stride or size, **options).backward(t64(np.abs(dy)))
     assert_fair(dx, xt.grad, xa.grad, dtype, "dx")
 
 
 @FUZZ
-@given(pool_case())
-def test_avg_pool_matches_torch(case):
-    x, dy, size, stride, threads = case
+@given(pool_case(dilation=False), st.booleans(), st.sampled_from([None, None, 1, 3, 7]))
+def test_avg_pool_matches_torch(case, count_include_pad, divisor_override):
+    x, dy, size, stride, options, threads = case
+    options.update(count_include_pad=count_include_pad, divisor_override=divisor_override)
     dtype = x.dtype.type
-    y, cache = cycnn.avg_pool2d_forward(x, size, stride, threads=threads)
+    y, cache = cycnn.avg_pool2d_forward(x, size, stride, **options, threads=threads)
     dx = cycnn.avg_pool2d_backward(dy, cache, threads=threads)
     xt = t64(x).requires_grad_()
-    yt = F.avg_pool2d(xt, size, stride or size)
+    yt = F.avg_pool2d(xt, size, stride or size, **options)
     yt.backward(t64(dy))
     ax, ady = t64(np.abs(x)).requires_grad_(), t64(np.abs(dy))
-    ya = F.avg_pool2d(ax, size, stride or size)
+    ya = F.avg_pool2d(ax, size, stride or size, **options)
     (ya * ady).sum().backward()
     assert_fair(y, yt.detach(), ya.detach(), dtype, "y")
     assert_fair(dx, xt.grad, ax.grad, dtype, "dx")

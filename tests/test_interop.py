@@ -113,13 +113,50 @@ def test_a_network_trained_in_torch_predicts_the_same_in_cycnn(rng):
     assert [type(layer).__name__ for layer in model] == [
         "Conv2D", "BatchNorm2D", "ReLU", "MaxPool2D", "Conv2D", "BatchNorm2D", "ReLU",
         "GlobalAvgPool2D", "Flatten", "Dropout", "Dense"]
-    np.testing.assert_array_equal(model[0].params["bias"], 0)  # bias=False -> zeros
+    assert "bias" not in model[0].params and "bias" in model[4].params  # bias=False kept
     np.testing.assert_array_equal(model[1].buffers["running_var"],
                                   tm[0][1].running_var.numpy())
     assert int(model[5].buffers["num_batches_tracked"]) == 5
     with torch.no_grad():
         expect = tm(x).numpy()
     np.testing.assert_allclose(model.predict(x.numpy()), expect, rtol=1e-5, atol=1e-5)
+
+
+def conv_family(dtype=np.float32, padding_mode="reflect", divisor_override=None):
+    """The options of the convolution family (issue 14) beside batch norm (issue 13)."""
+    return Sequential(
+        Conv2D(2, 4, 3, padding=2, dilation=2, groups=2, bias=False,
+               padding_mode=padding_mode, rng=0, dtype=dtype),
+        BatchNorm2D(4, dtype=dtype), ReLU(),
+        cycnn.ConvTranspose2D(4, 4, 3, stride=2, padding=1, output_padding=1, groups=2,
+                              rng=1, dtype=dtype),
+        MaxPool2D(3, stride=2, padding=1, dilation=1, ceil_mode=True),
+        cycnn.AvgPool2D(2, padding=1, ceil_mode=True, count_include_pad=False,
+                        divisor_override=divisor_override),
+        Flatten(), Dense(4 * 6 * 6, 5, bias=False, rng=2, dtype=dtype),
+        BatchNorm1D(5, dtype=dtype), input_shape=(2, 10, 10))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_conv_family_options_to_torch_and_back(rng, dtype):
+    """Dilation, groups, bias=False, padding modes, the transposed convolution and the
+    pooling options travel both ways, beside batch norm's running statistics."""
+    torch = torch_or_skip()
+    model = conv_family(dtype, divisor_override=3)
+    x = _trained(model, rng)
+    model.eval()
+    tm = to_torch(model)
+    assert tm[0].padding_mode == "reflect" and tm[0].bias is None and tm[0].groups == 2
+    assert tm[4].ceil_mode and not tm[5].count_include_pad and tm[5].divisor_override == 3
+    with torch.no_grad():
+        ty = tm(torch.from_numpy(x)).numpy()
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(ty, model.predict(x), rtol=tol, atol=tol)
+    back = from_torch(tm, input_shape=model.input_shape)
+    assert repr(back) == repr(model)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[k], v, err_msg=k)
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))
 
 
 def test_from_torch_refuses_what_cycnn_lacks():
@@ -129,10 +166,8 @@ def test_from_torch_refuses_what_cycnn_lacks():
         from_torch(nn.Linear(2, 3))
     with pytest.raises(TypeError, match=r"from_torch: no cycnn layer for GELU"):
         from_torch(nn.Sequential(nn.Linear(2, 3), nn.GELU()))
-    with pytest.raises(ValueError, match="groups=1"):
-        from_torch(nn.Sequential(nn.Conv2d(2, 4, 3, groups=2)))
-    with pytest.raises(ValueError, match="ceil_mode=False"):
-        from_torch(nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)))
+    with pytest.raises(ValueError, match="return_indices=False"):
+        from_torch(nn.Sequential(nn.MaxPool2d(2, return_indices=True)))
     with pytest.raises(ValueError, match="track_running_stats=True"):
         from_torch(nn.Sequential(nn.BatchNorm2d(3, track_running_stats=False)))
     with pytest.raises(ValueError, match="must all be float32 or all float64"):
@@ -344,6 +379,22 @@ def test_onnx_graph_of_every_layer(rng, tmp_path):
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert "Dropout" not in ops and ops.count("BatchNormalization") == 2
     assert ops[-1] == "Gemm"
+
+
+def test_onnx_graph_of_the_conv_family_options(rng, tmp_path):
+    ort = _onnxruntime()
+    model = conv_family(padding_mode="zeros")
+    x = _trained(model, rng)
+    path = export_onnx(model, tmp_path / "family.onnx")
+    np.testing.assert_allclose(_run_onnx(ort, path, x), model.predict(x), rtol=1e-5,
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="export_onnx: .*padding_mode='reflect'"):
+        export_onnx(conv_family(), tmp_path / "reflect.onnx")
+    with pytest.raises(ValueError, match="export_onnx: .*divisor_override"):
+        export_onnx(conv_family(padding_mode="zeros", divisor_override=3), tmp_path / "d.onnx")
+    pool = Sequential(cycnn.AvgPool2D(2, padding=1, ceil_mode=True), input_shape=(1, 5, 5))
+    with pytest.raises(ValueError, match="export_onnx: .*count_include_pad=True"):
+        export_onnx(pool, tmp_path / "p.onnx")
 
 
 def test_onnx_export_needs_an_input_shape_and_the_package(tmp_path, monkeypatch):

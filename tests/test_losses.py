@@ -69,7 +69,8 @@ def test_cross_entropy_dtype_follows_logits(rng, dtype):
 
 def test_labels_out_of_range_are_refused():
     with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels must lie in \[0, K\) "
-                                         r"= \[0, 3\) for logits.shape=\(2, 3\); got 3 at index 1"):
+                                         r"= \[0, 3\) \(or equal ignore_index=-100\) for "
+                                         r"logits.shape=\(2, 3\); got 3 at flat index 1"):
         softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 3]))
 
 
@@ -79,14 +80,15 @@ def test_negative_labels_are_refused():
 
 
 def test_labels_of_the_wrong_length_are_refused():
-    with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels has 3 entries but "
-                                         r"logits has N=2 rows"):
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels must be class indices "
+                                         r"of shape \(2,\) .* got labels.shape=\(3,\)"):
         softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 1, 2]))
 
 
 def test_float_labels_as_a_vector_are_a_type_error():
-    with pytest.raises(TypeError, match=r"softmax_cross_entropy: labels of shape \(N,\) = "
-                                        r"\(2,\) must be integer class indices, got dtype float64"):
+    with pytest.raises(TypeError, match=r"softmax_cross_entropy: labels of shape \(2,\) \(the "
+                                        r"logits' shape without the class axis\) must be "
+                                        r"integer class indices, got dtype float64"):
         softmax_cross_entropy(np.zeros((2, 3)), np.array([0.0, 1.0]))
 
 
@@ -95,22 +97,29 @@ def test_boolean_labels_are_a_type_error():
         softmax_cross_entropy(np.zeros((2, 3)), np.array([True, False]))
 
 
-def test_logits_not_2d_are_refused():
-    with pytest.raises(ValueError, match=r"softmax_cross_entropy: logits must be 2-D \(N, K\), "
-                                         r"got shape \(3,\)"):
+def test_0d_logits_are_refused():
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: logits is empty or 0-d "
+                                         r"\(logits.shape=\(\)\)"):
+        softmax_cross_entropy(np.float64(1.0), np.array(0))
+
+
+def test_unbatched_logits_need_a_0d_label():
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels must be class indices "
+                                         r"of shape \(\) .* got labels.shape=\(1,\)"):
         softmax_cross_entropy(np.zeros(3), np.array([0]))
 
 
 def test_probability_targets_of_the_wrong_shape_are_refused():
-    with pytest.raises(ValueError, match=r"softmax_cross_entropy: target distributions must "
-                                         r"have the shape of logits \(N, K\) = \(2, 3\), got "
-                                         r"labels.shape=\(2, 4\)"):
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels must be class indices "
+                                         r"of shape \(2,\) \(the logits' shape without the "
+                                         r"class axis\) or distributions of the logits' shape "
+                                         r"\(2, 3\); got labels.shape=\(2, 4\)"):
         softmax_cross_entropy(np.zeros((2, 3)), np.zeros((2, 4)))
 
 
 def test_three_dimensional_labels_are_refused():
-    with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels must be \(N,\) class "
-                                         r"indices or \(N, K\) distributions"):
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels must be class indices "
+                                         r".* got labels.shape=\(2, 3, 1\)"):
         softmax_cross_entropy(np.zeros((2, 3)), np.zeros((2, 3, 1)))
 
 

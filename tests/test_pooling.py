@@ -369,15 +369,24 @@ def test_non_integer_size_is_a_type_error():
         max_pool2d_forward(np.zeros((1, 1, 4, 4)), 2.0)
 
 
-def test_x_must_be_4d():
-    with pytest.raises(ValueError, match=r"max_pool2d_forward: x must be 4-D .* got shape "
-                                         r"\(4, 4\)"):
+def test_x_must_be_3d_or_4d():
+    with pytest.raises(ValueError, match=r"max_pool2d_forward: x must be 3-D or 4-D "
+                                         r"\(C, H, W\) or \(N, C, H, W\), got shape \(4, 4\)"):
         max_pool2d_forward(np.zeros((4, 4)))
 
 
 def test_empty_x_is_refused():
     with pytest.raises(ValueError, match=r"avg_pool2d_forward: empty array"):
-        avg_pool2d_forward(np.zeros((0, 1, 4, 4)))
+        avg_pool2d_forward(np.zeros((2, 0, 4, 4)))
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_an_empty_batch_is_fine(pool):
+    forward, backward = ((max_pool2d_forward, max_pool2d_backward) if pool == "max"
+                         else (avg_pool2d_forward, avg_pool2d_backward))
+    y, cache = forward(np.zeros((0, 2, 4, 4)))
+    assert y.shape == (0, 2, 2, 2)
+    assert backward(np.zeros(y.shape), cache).shape == (0, 2, 4, 4)
 
 
 def test_dy_from_another_call_shape_is_refused(rng):
@@ -428,8 +437,10 @@ def test_distribute_value_refuses_an_array_dz():
 
 
 def test_caches_are_documented_named_tuples():
-    assert MaxPoolCache._fields == ("x_shape", "size", "stride", "argmax", "dtype")
-    assert AvgPoolCache._fields == ("x_shape", "size", "stride", "dtype")
+    assert MaxPoolCache._fields == ("x_shape", "size", "stride", "argmax", "dtype", "padding",
+                                    "dilation", "ceil_mode")
+    assert AvgPoolCache._fields == ("x_shape", "size", "stride", "dtype", "padding",
+                                    "ceil_mode", "count_include_pad", "divisor_override")
     assert "max_pool2d_forward" in cycnn.__all__ and "MaxPoolCache" in cycnn.__all__
 
 

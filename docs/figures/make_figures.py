@@ -632,6 +632,107 @@ def training_draw(d, paths):
     training.make(HERE, **d["config"])
 
 
+# The convolution family: dilation, groups, the transposed convolution.
+
+def conv_dilation_data():
+    w = np.arange(1.0, 10.0).reshape(3, 3)
+    return {"w": w, "w_dilated": cycnn.dilate(w, (2, 2)), "H": 7}
+
+
+def conv_dilation_draw(d, path):
+    plt = _plt()
+    fig, ax = canvas(plt, 7.2, 3.9, (-0.4, 15.4), (-8.6, 1.2))
+    H = d["H"]
+    for x0, kernel, title in ((0.0, d["w"], "dilation 1: spans 3x3"),
+                              (8.0, d["w_dilated"], "dilation 2: spans 5x5")):
+        K = kernel.shape[0]
+
+        def fill(r, c, kernel=kernel, K=K):
+            return _tint(BLUE, 0.55) if r < K and c < K and kernel[r, c] else "white"
+
+        def text(r, c, v, kernel=kernel, K=K):
+            return f"{kernel[r, c]:g}" if r < K and c < K and kernel[r, c] else ""
+
+        grid(ax, np.zeros((H, H)), x0, 0, fill=fill, text=text)
+        outline(ax, 0, 0, K, K, x0=x0, colour=ORANGE, lw=3.5)
+        ax.text(x0 + H / 2, 0.45, title, ha="center", fontsize=13)
+    ax.text(7.5, -8.2, "the same nine weights; each reads the input cell it covers",
+            ha="center", fontsize=13)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def conv_groups_data():
+    return {"C": 4, "F": 4, "groups": 2}
+
+
+def conv_groups_draw(d, path):
+    import matplotlib.patches as mpatches
+
+    plt = _plt()
+    fig, ax = canvas(plt, 7.2, 3.6, (-0.2, 9.4), (-1.3, 4.3))
+    C, F, G = d["C"], d["F"], d["groups"]
+    colours = [BLUE, VERMILLION]
+    for k in range(C):
+        g = k // (C // G)
+        for x0, label in ((0.0, f"channel c={k}"), (7.0, f"filter f={k}")):
+            ax.add_patch(mpatches.Rectangle((x0, 3 - k - 0.35), 2.2, 0.7,
+                                            facecolor=_tint(colours[g], 0.35),
+                                            edgecolor=colours[g], linewidth=2))
+            ax.text(x0 + 1.1, 3 - k, label, ha="center", va="center", fontsize=13)
+    for c in range(C):
+        for f in range(F):
+            if c // (C // G) == f // (F // G):
+                ax.annotate("", xy=(7, 3 - f), xytext=(2.2, 3 - c),
+                            arrowprops={"arrowstyle": "-|>", "lw": 2,
+                                        "color": colours[c // (C // G)]})
+    ax.text(4.6, 3.8, "group 0: filters 0, 1 read channels 0, 1", ha="center",
+            fontsize=13, color=BLUE)
+    ax.text(4.6, -0.95, "group 1: filters 2, 3 read channels 2, 3", ha="center",
+            fontsize=13, color=VERMILLION)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def conv_transpose_scatter_data():
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    w = np.ones((3, 3))
+    y = cycnn.conv_transpose2d_forward(x.reshape(1, 1, 2, 2), w.reshape(1, 1, 3, 3), stride=2)
+    return {"x": x, "w": w, "stride": 2, "y": y[0, 0]}
+
+
+def conv_transpose_scatter_draw(d, path):
+    plt = _plt()
+    fig, ax = canvas(plt, 7.2, 3.9, (-0.4, 10.6), (-6.6, 1.4))
+    s, K = d["stride"], d["w"].shape[0]
+    grid(ax, d["x"], 0, -1.5, fill=lambda r, c: _tint(WINDOW_COLOURS[2 * r + c], 0.7),
+         text=lambda r, c, v: f"x={v:g}")
+    ax.text(1.0, 0.45, "x (2x2)", ha="center", fontsize=13)
+    ax.annotate("", xy=(4.4, -2.5), xytext=(2.6, -2.5),
+                arrowprops={"arrowstyle": "->", "lw": 2, "color": INK})
+    y = d["y"]
+
+    def owners(r, c):
+        return [2 * i + j for i in range(2) for j in range(2)
+                if 0 <= r - s * i < K and 0 <= c - s * j < K]
+
+    def fill(r, c):
+        own = owners(r, c)
+        return _tint(WINDOW_COLOURS[own[0]], 0.7) if len(own) == 1 else _tint(INK, 0.18)
+
+    grid(ax, y, 5.0, 0, fill=fill, bold=lambda r, c: len(owners(r, c)) > 1)
+    for i in range(2):
+        for j in range(2):
+            outline(ax, s * i, s * j, K, K, x0=5.0, colour=WINDOW_COLOURS[2 * i + j], lw=3,
+                    inset=0.08 + 0.07 * (2 * i + j))
+    ax.text(7.5, 0.45, "y (5x5), stride 2", ha="center", fontsize=13)
+    ax.text(1.0, -4.6, "each x adds x * w", ha="center", fontsize=13)
+    ax.text(1.0, -5.4, "(w: 3x3 of ones)", ha="center", fontsize=13)
+    ax.text(7.5, -6.1, "grey: copies overlap and add", ha="center", fontsize=13)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
 # --------------------------------------------------------------------------- more layers
 
 def batch_norm_backward_data():
@@ -714,6 +815,10 @@ FIGURES = {
     "stride_dilation": (stride_dilation_data, stride_dilation_draw, ["stride_dilation.png"]),
     "im2col": (im2col_data, im2col_draw, ["im2col.png"]),
     "conv_matrix": (conv_matrix_data, conv_matrix_draw, ["conv_matrix.png"]),
+    "conv_dilation": (conv_dilation_data, conv_dilation_draw, ["conv_dilation.png"]),
+    "conv_groups": (conv_groups_data, conv_groups_draw, ["conv_groups.png"]),
+    "conv_transpose_scatter": (conv_transpose_scatter_data, conv_transpose_scatter_draw,
+                               ["conv_transpose_scatter.png"]),
     "max_pool_routing": (max_pool_routing_data, max_pool_routing_draw, ["max_pool_routing.png"]),
     "avg_pool_shares": (avg_pool_shares_data, avg_pool_shares_draw, ["avg_pool_shares.png"]),
     "softmax_gradient": (softmax_gradient_data, softmax_gradient_draw, ["softmax_gradient.png"]),
