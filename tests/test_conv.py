@@ -869,13 +869,13 @@ def test_default_build_is_the_best_this_cpu_runs():
     if os.environ.get("CYCNN_FORCE_BASELINE", "") not in ("", "0"):
         expected = "baseline x86-64"
     info = cycnn.build_info()
-    assert info["kernels"] == {"_conv": expected, "_pool": expected}
+    assert info["kernels"] == {"_conv": expected, "_norm": expected, "_pool": expected}
     assert isinstance(info["openmp"], bool)
 
 
 def test_every_requested_variant_was_built():
     from cycnn import _dispatch
-    for module in ("_conv", "_pool"):
+    for module in ("_conv", "_norm", "_pool"):
         assert _dispatch.built(module) == _dispatch.requested(), module
 
 
