@@ -4,8 +4,9 @@ Layout is NCHW, weights are ``(F, C, KH, KW)`` and biases ``(F,)``, as in PyTorc
 
 The public names are those of the submodules' own ``__all__`` lists, gathered below in
 the order the modules depend on each other (kernels and geometry first, the model and its
-surroundings last), plus the modules :mod:`cycnn.reference`, :mod:`cycnn.datasets` and
-:mod:`cycnn.check` and :func:`build_info`.
+surroundings last), plus the modules :mod:`cycnn.reference`, :mod:`cycnn.datasets`,
+:mod:`cycnn.check`, :mod:`cycnn.images` (image files as model input) and
+:mod:`cycnn.recipes` (what ``cycnn train`` runs by default), and :func:`build_info`.
 """
 
 import os as _os
@@ -20,21 +21,26 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if "numpy" not in _sys.modules:
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from . import conv, datasets, reference  # noqa: E402
+from . import conv, datasets, images, recipes, reference  # noqa: E402
 from ._dispatch import chosen as _chosen_kernels  # noqa: E402
 from ._threads import *  # noqa: E402,F403
 from .activations import *  # noqa: E402,F403
+from .augment import *  # noqa: E402,F403
 from .checkpoint import *  # noqa: E402,F403
 from .conv import *  # noqa: E402,F403
 from .dense import *  # noqa: E402,F403
+from .dropout import *  # noqa: E402,F403
 from .geometry import *  # noqa: E402,F403
 from .gradcheck import *  # noqa: E402,F403
 from .interop import *  # noqa: E402,F403
 from .layers import *  # noqa: E402,F403
 from .losses import *  # noqa: E402,F403
+from .metrics import *  # noqa: E402,F403
 from .model import *  # noqa: E402,F403
+from .norm import *  # noqa: E402,F403
 from .optim import *  # noqa: E402,F403
 from .pool import *  # noqa: E402,F403
+from .schedules import *  # noqa: E402,F403
 from .training import *  # noqa: E402,F403
 from .zoo import *  # noqa: E402,F403
 
@@ -46,12 +52,12 @@ __version__ = "0.1.0"
 #: the submodules whose ``__all__`` make up cycnn's public names, in this order (by name:
 #: the function ``gradcheck`` has taken the name of its module)
 _PUBLIC_MODULES = ("geometry", "conv", "pool", "activations", "dense", "losses", "gradcheck",
-                   "_threads", "layers", "model", "training", "optim", "checkpoint", "interop",
-                   "zoo")
+                   "norm", "dropout", "augment", "_threads", "layers", "model", "training",
+                   "optim", "schedules", "metrics", "checkpoint", "interop", "zoo")
 
 __all__ = [name for module in _PUBLIC_MODULES
            for name in _sys.modules[f"{__name__}.{module}"].__all__]
-__all__ += ["reference", "datasets", "check", "build_info"]
+__all__ += ["reference", "datasets", "check", "images", "recipes", "build_info"]
 
 
 def build_info():

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_array, float_dtype, param_dtype
+from ._validate import as_array, as_real, float_dtype, param_dtype
 
 __all__ = ["relu_forward", "relu_backward", "softmax", "log_softmax", "softmax_backward",
-           "log_softmax_backward"]
+           "log_softmax_backward", "leaky_relu_forward", "leaky_relu_backward", "tanh_forward",
+           "tanh_backward", "sigmoid_forward", "sigmoid_backward"]
 
 
 def _as_float(func, name, a, *others):
@@ -282,3 +283,184 @@ def log_softmax_backward(dy, y, axis=-1):
     func = "log_softmax_backward"
     dy, y, axis, shape = _check_backward(func, dy, y, axis)
     return (dy - np.exp(y) * dy.sum(axis=axis, keepdims=True)).reshape(shape)
+
+
+# --------------------------------------------------------------------------- more activations
+# Leaky ReLU, tanh and the logistic sigmoid (docs/more-layers.md derives each backward).
+# Tanh and sigmoid have derivatives that are functions of their own output, so their
+# backward passes take y, not x: nothing else needs to be kept.
+
+def _same_shape(func, dy, other, name):
+    dy, other = as_array(func, "dy", dy), as_array(func, name, other)
+    dy, other = _as_float(func, "dy", dy, other), _as_float(func, name, other, dy)
+    if dy.shape != other.shape:
+        raise ValueError(f"{func}: dy must have the shape of {name}; got dy.shape={dy.shape}, "
+                         f"{name}.shape={other.shape}")
+    return dy, other
+
+
+def _slope(func, negative_slope):
+    return as_real(func, "negative_slope", negative_slope)
+
+
+def leaky_relu_forward(x, negative_slope=0.01):
+    """Forward pass of leaky ReLU: ``y = x`` where ``x > 0``, ``negative_slope * x`` elsewhere.
+
+    Parameters
+    ----------
+    x : array_like, any shape
+    negative_slope : float, default 0.01
+        The slope for ``x <= 0`` (PyTorch's default).
+
+    Returns
+    -------
+    y : ndarray, shape of ``x``
+        float32 for a float32 input, float64 otherwise.
+
+    Raises
+    ------
+    TypeError
+        Non-numeric ``x`` or ``negative_slope``.
+    ValueError
+        A non-finite ``negative_slope``.
+
+    Examples
+    --------
+    >>> leaky_relu_forward([-2.0, 0.0, 3.0], negative_slope=0.1)
+    array([-0.2,  0. ,  3. ])
+    """
+    func = "leaky_relu_forward"
+    a = _slope(func, negative_slope)
+    x = _as_float(func, "x", x)
+    return np.where(x > 0, x, x * x.dtype.type(a))
+
+
+def leaky_relu_backward(dy, x, negative_slope=0.01):
+    """Backward pass of leaky ReLU: ``dx = dy`` where ``x > 0``, ``negative_slope * dy``
+    elsewhere (the slope at exactly 0 is ``negative_slope``, as in PyTorch).
+
+    Parameters
+    ----------
+    dy : array_like
+        Gradient of the loss with respect to the forward output.
+    x : array_like, shape of ``dy``
+        The forward input.
+    negative_slope : float, default 0.01
+
+    Returns
+    -------
+    dx : ndarray, shape of ``x``
+
+    Raises
+    ------
+    ValueError
+        ``dy`` and ``x`` differ in shape.
+    TypeError
+        Non-numeric arrays.
+
+    Examples
+    --------
+    >>> leaky_relu_backward([5.0, 5.0], [-1.0, 2.0], negative_slope=0.1)
+    array([0.5, 5. ])
+    """
+    func = "leaky_relu_backward"
+    a = _slope(func, negative_slope)
+    dy, x = _same_shape(func, dy, x, "x")
+    return np.where(x > 0, dy, dy * dy.dtype.type(a))
+
+
+def tanh_forward(x):
+    """Forward pass of the hyperbolic tangent, ``y = tanh(x)``, elementwise.
+
+    Parameters
+    ----------
+    x : array_like, any shape
+
+    Returns
+    -------
+    y : ndarray, shape of ``x``, values in [-1, 1]
+
+    Examples
+    --------
+    >>> tanh_forward([0.0, 100.0])
+    array([0., 1.])
+    """
+    return np.tanh(_as_float("tanh_forward", "x", x))
+
+
+def tanh_backward(dy, y):
+    """Backward pass of tanh from its *output*: ``dx = dy * (1 - y**2)``.
+
+    Parameters
+    ----------
+    dy : array_like
+    y : array_like, shape of ``dy``
+        The forward output ``tanh(x)``.
+
+    Returns
+    -------
+    dx : ndarray, shape of ``y``
+
+    Raises
+    ------
+    ValueError
+        ``dy`` and ``y`` differ in shape.
+
+    Examples
+    --------
+    >>> tanh_backward([2.0, 2.0], [0.0, 0.5])
+    array([2. , 1.5])
+    """
+    dy, y = _same_shape("tanh_backward", dy, y, "y")
+    return dy * (1 - y * y)
+
+
+def sigmoid_forward(x):
+    """Forward pass of the logistic sigmoid, ``y = 1 / (1 + exp(-x))``, elementwise.
+
+    Computed as ``1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)`` for ``x < 0`` with
+    ``e = exp(-|x|) <= 1``, so no exponent overflows.
+
+    Parameters
+    ----------
+    x : array_like, any shape
+
+    Returns
+    -------
+    y : ndarray, shape of ``x``, values in [0, 1]
+
+    Examples
+    --------
+    >>> sigmoid_forward([-1000.0, 0.0, 1000.0])
+    array([0. , 0.5, 1. ])
+    """
+    x = _as_float("sigmoid_forward", "x", x)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_backward(dy, y):
+    """Backward pass of the sigmoid from its *output*: ``dx = dy * y * (1 - y)``.
+
+    Parameters
+    ----------
+    dy : array_like
+    y : array_like, shape of ``dy``
+        The forward output ``sigmoid(x)``.
+
+    Returns
+    -------
+    dx : ndarray, shape of ``y``
+
+    Raises
+    ------
+    ValueError
+        ``dy`` and ``y`` differ in shape.
+
+    Examples
+    --------
+    >>> sigmoid_backward([4.0], [0.5])
+    array([1.])
+    """
+    dy, y = _same_shape("sigmoid_backward", dy, y, "y")
+    return dy * (y * (1 - y))

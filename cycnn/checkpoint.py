@@ -1,22 +1,32 @@
-"""Checkpoints: a model's architecture, weights and optimizer state in one ``.npz`` file.
+"""Checkpoints: a model's architecture, weights and optimizer state in one file.
 
-A checkpoint is a zip of ``.npy`` arrays (NumPy's ``savez``, no pickle): one per
-parameter under its ``state_dict`` name, one per optimizer state array under
-``optimizer/<slot>/<name>``, and ``__cycnn__``, a JSON header with the format tag, the
-dtype, the layers' configs, the input shape, the optimizer's hyperparameters and step
-counts, and a free-form ``meta`` dict.
+Two formats, chosen by the file name:
+
+* ``.npz`` (the default, any other suffix): a zip of ``.npy`` arrays (NumPy's ``savez``,
+  no pickle): one per parameter and buffer under its ``state_dict`` name, one per
+  optimizer state array under ``optimizer/<slot>/<name>``, and ``__cycnn__``, a JSON
+  header with the format tag, the dtype, the layers' configs, the input shape, the
+  optimizer's hyperparameters and step counts, the learning-rate schedule, and a
+  free-form ``meta`` dict.
+* ``.safetensors``: the weights only (parameters and buffers), in the format of
+  Hugging Face's ``safetensors`` (an 8-byte header length, a JSON header, the raw
+  little-endian arrays), with the same JSON header stored as a string in the file's
+  ``__metadata__``. ``safetensors.torch.load_file`` reads it straight into
+  ``cycnn.to_torch(model)``; no optimizer state goes into it. cycnn reads and writes the
+  format itself, so saving needs no extra package.
 
 :func:`save` writes through :func:`cycnn._io.atomic_write`, so an interrupted save leaves
 the previous checkpoint in place. :func:`load_checkpoint` treats the file as untrusted
-input: every zip member, array and header field is checked, and anything malformed is a
-:class:`CheckpointError` naming the file and the problem. A model or optimizer is
-returned only when all of it was read; nothing is ever half-loaded.
+input: every zip member, array, header field, offset and dtype is checked, and anything
+malformed is a :class:`CheckpointError` naming the file and the problem. A model or
+optimizer is returned only when all of it was read; nothing is ever half-loaded.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import numbers
 import zipfile
 from pathlib import Path
@@ -28,6 +38,7 @@ from ._validate import param_dtype
 from .layers import layer_from_config
 from .model import Sequential
 from .optim import get_optimizer
+from .schedules import get_scheduler
 
 __all__ = ["save", "load", "load_checkpoint", "Checkpoint", "CheckpointError"]
 
@@ -36,6 +47,14 @@ FORMAT = "cycnn-checkpoint"
 VERSION = 1
 HEADER = "__cycnn__"
 OPT_PREFIX = "optimizer/"
+#: safetensors: the dtype names of the format and the NumPy dtypes cycnn reads them as
+#: (little-endian); a file holding any other dtype is refused
+SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I64": np.dtype("<i8"),
+                      "F16": np.dtype("<f2"), "I32": np.dtype("<i4"), "U8": np.dtype("u1"),
+                      "I8": np.dtype("i1"), "I16": np.dtype("<i2"), "U16": np.dtype("<u2"),
+                      "U32": np.dtype("<u4"), "U64": np.dtype("<u8")}
+#: the largest safetensors header read (the reference implementation's limit)
+SAFETENSORS_MAX_HEADER = 100_000_000
 
 
 class CheckpointError(ValueError):
@@ -44,10 +63,13 @@ class CheckpointError(ValueError):
 
 class Checkpoint:
     """What :func:`load_checkpoint` returns: the model, the optimizer (or None) and the
-    free-form ``meta`` dict saved with them."""
+    free-form ``meta`` dict saved with them; unpacks as ``model, optimizer, meta``.
+    ``scheduler`` is the learning-rate schedule saved with the optimizer (or None),
+    attached to it and at its saved step."""
 
-    def __init__(self, model, optimizer, meta):
+    def __init__(self, model, optimizer, meta, scheduler=None):
         self.model, self.optimizer, self.meta = model, optimizer, meta
+        self.scheduler = scheduler
 
     def __iter__(self):
         return iter((self.model, self.optimizer, self.meta))
@@ -55,34 +77,77 @@ class Checkpoint:
 
 # --------------------------------------------------------------------------- saving
 
-def save(model, path, optimizer=None, meta=None):
-    """Write ``model`` (and optionally ``optimizer`` and a JSON-serialisable ``meta``
-    dict) to ``path`` as ``.npz``, atomically.
+def save(model, path, optimizer=None, meta=None, scheduler=None):
+    """Write ``model`` (and optionally ``optimizer``, its ``scheduler`` and a
+    JSON-serialisable ``meta`` dict) to ``path``, atomically.
+
+    A path ending in ``.safetensors`` gets the safetensors format (weights and buffers,
+    the architecture and ``meta`` in its metadata; ``optimizer`` and ``scheduler`` must
+    be None there); any other path gets ``.npz``, with everything.
 
     The file is written to a temporary file in the same directory, flushed to disk and
     renamed over ``path``, so an interrupted save never leaves a half-written checkpoint;
     temporary files of saves that were killed are removed by the next save to ``path``.
     No pickle is used. Returns ``path`` as a :class:`pathlib.Path`.
+
+    Raises
+    ------
+    ValueError
+        An optimizer or scheduler for a ``.safetensors`` path; a scheduler without its
+        optimizer.
     """
     path = Path(path)
-    params = model.parameters()
+    state = model.state_dict()
     header = {
         "format": FORMAT, "version": VERSION,
         "dtype": str(model.dtype),
         "input_shape": None if model.input_shape is None else list(model.input_shape),
         "layers": [layer.config() for layer in model.layers],
-        "params": {k: list(v.shape) for k, v in params.items()},
-        "optimizer": None, "meta": meta or {},
+        "params": {k: list(v.shape) for k, v in model.parameters().items()},
+        "buffers": {k: list(v.shape) for k, v in model.buffers().items()},
+        "optimizer": None, "scheduler": None, "meta": meta or {},
     }
-    arrays = dict(params)
+    if scheduler is not None and scheduler.optimizer is not optimizer:
+        raise ValueError("save: scheduler must be saved together with its optimizer")
+    if path.suffix == ".safetensors":
+        if optimizer is not None:
+            raise ValueError(f"save: {path} is a .safetensors file, which holds weights "
+                             "only; save the optimizer state to a .npz checkpoint")
+        with atomic_write(path) as fh:
+            _write_safetensors(fh, state, {"format": FORMAT, HEADER: json.dumps(header)})
+        return path
+    arrays = dict(state)
     if optimizer is not None:
         cfg, opt_arrays = optimizer.state_dict()
         header["optimizer"] = cfg
         arrays.update({OPT_PREFIX + k: v for k, v in opt_arrays.items()})
+        if scheduler is not None:
+            header["scheduler"] = scheduler.config()
     arrays[HEADER] = np.array(json.dumps(header))
     with atomic_write(path) as fh:
         np.savez(fh, **arrays)
     return path
+
+
+def _write_safetensors(fh, arrays, metadata):
+    """The safetensors layout: u64 header length, JSON header (padded with spaces to a
+    multiple of 8 bytes), then each array's little-endian bytes in order."""
+    names = {np.dtype(v): k for k, v in SAFETENSORS_DTYPES.items()}
+    entries, blobs, offset = {}, [], 0
+    for name, a in arrays.items():
+        a = np.asarray(a, order="C")  # (not ascontiguousarray: it makes 0-d arrays 1-d)
+        a = a.astype(a.dtype.newbyteorder("<"), order="C", copy=False)
+        data = a.tobytes()
+        entries[name] = {"dtype": names[a.dtype], "shape": list(a.shape),
+                         "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps({"__metadata__": metadata, **entries}, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    fh.write(len(head).to_bytes(8, "little"))
+    fh.write(head)
+    for data in blobs:
+        fh.write(data)
 
 
 # --------------------------------------------------------------------------- loading
@@ -135,6 +200,101 @@ def _read_arrays(data: bytes, fail) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _npz_contents(data: bytes, fail):
+    """``(header, arrays)`` of a ``.npz`` checkpoint."""
+    arrays = _read_arrays(data, fail)
+    if HEADER not in arrays:
+        raise fail(f"not a cycnn checkpoint (no architecture record '{HEADER}'; arrays: "
+                   f"{sorted(arrays)[:6]})")
+    record = arrays.pop(HEADER)
+    if record.shape != () or record.dtype.kind != "U":
+        raise fail("unreadable architecture record (not a JSON string)")
+    return _parse_json(str(record), "architecture record", fail), arrays
+
+
+def _parse_json(text, what, fail):
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"keys {dupes} appear more than once")
+        return dict(pairs)
+
+    try:
+        return json.loads(text, object_pairs_hook=no_duplicates)
+    except (ValueError, RecursionError) as e:
+        raise fail(f"unreadable {what} ({e})") from None
+
+
+def _safetensors_contents(data: bytes, fail):
+    """``(header, arrays)`` of a ``.safetensors`` file written by cycnn, every length,
+    dtype, shape and offset checked against the file before an array is made."""
+    if len(data) < 8:
+        raise fail(f"truncated file: {len(data)} bytes, shorter than the 8-byte header "
+                   "length a .safetensors file starts with")
+    n = int.from_bytes(data[:8], "little")
+    if n > min(len(data) - 8, SAFETENSORS_MAX_HEADER):
+        raise fail(f"truncated or corrupt file: the header claims {n:,} bytes but "
+                   f"{len(data) - 8:,} follow the length field")
+    try:
+        text = data[8:8 + n].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise fail(f"corrupt safetensors header (not UTF-8: {e})") from None
+    entries = _parse_json(text, "safetensors header", fail)
+    if not isinstance(entries, dict):
+        raise fail("corrupt safetensors header (not a JSON object)")
+    metadata = entries.pop("__metadata__", None)
+    if not isinstance(metadata, dict) or not isinstance(metadata.get(HEADER), str):
+        raise fail(f"not a cycnn checkpoint (its __metadata__ has no architecture record "
+                   f"'{HEADER}'; a .safetensors file from elsewhere holds weights but not "
+                   "the layers: build the model and call load_state_dict)")
+    buffer = memoryview(data)[8 + n:]
+    spans, arrays = [], {}
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise fail(f"tensor {name!r}: an entry must have exactly dtype, shape and "
+                       f"data_offsets, got {str(entry)[:80]}")
+        dt = SAFETENSORS_DTYPES.get(entry["dtype"]) if isinstance(entry["dtype"], str) \
+            else None
+        if dt is None:
+            raise fail(f"tensor {name!r}: dtype {entry['dtype']!r} is not one cycnn reads "
+                       f"({', '.join(SAFETENSORS_DTYPES)})")
+        shape, offsets = entry["shape"], entry["data_offsets"]
+        if not (isinstance(shape, list) and all(_is_int(d) for d in shape)):
+            raise fail(f"tensor {name!r}: shape must be a list of ints >= 0, got {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(_is_int(o) for o in offsets) and offsets[0] <= offsets[1]):
+            raise fail(f"tensor {name!r}: data_offsets must be [begin, end] with 0 <= begin "
+                       f"<= end, got {offsets!r}")
+        begin, end = offsets
+        need = math.prod(shape) * dt.itemsize
+        if end - begin != need:
+            raise fail(f"tensor {name!r}: shape {tuple(shape)} of {entry['dtype']} needs "
+                       f"{need:,} bytes but data_offsets span {end - begin:,}")
+        if end > len(buffer):
+            raise fail(f"truncated file: tensor {name!r} ends at byte {end:,} of a "
+                       f"{len(buffer):,}-byte data section")
+        spans.append((begin, end, name))
+        arrays[name] = (dt, tuple(shape), begin)
+    spans.sort()
+    at = 0
+    for begin, end, name in spans:
+        if begin != at:
+            raise fail(f"corrupt file: tensor {name!r} starts at byte {begin:,} where byte "
+                       f"{at:,} was expected (tensors must tile the data section without "
+                       "gaps or overlaps)")
+        at = end
+    if at != len(buffer):
+        raise fail(f"corrupt file: {len(buffer) - at:,} bytes after the last tensor")
+    out = {}
+    for name, (dt, shape, begin) in arrays.items():
+        count = math.prod(shape)
+        flat = np.frombuffer(buffer, dt, count, offset=begin) if count else np.empty(0, dt)
+        out[name] = flat.reshape(shape).astype(dt.newbyteorder("="))
+    header = _parse_json(metadata[HEADER], "architecture record", fail)
+    return header, out
+
+
 def _is_int(v, minimum=0):
     return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum
 
@@ -151,14 +311,18 @@ def _check_header(header, fail) -> None:
         if not isinstance(header.get(key), kind):
             raise fail(f"header field {key!r} must be a {kind.__name__}, got "
                        f"{type(header.get(key)).__name__}")
+    if not isinstance(header.get("buffers", {}), dict):
+        raise fail(f"header field 'buffers' must be a dict, got "
+                   f"{type(header['buffers']).__name__}")
     shape = header.get("input_shape")
     if shape is not None and not (isinstance(shape, list) and all(_is_int(s, 1) for s in shape)):
         raise fail(f"header field 'input_shape' must be a list of positive ints, got {shape!r}")
     if not header["layers"] or not all(isinstance(c, dict) for c in header["layers"]):
         raise fail("header field 'layers' must be a non-empty list of layer configs")
-    for name, shp in header["params"].items():
-        if not (isinstance(shp, list) and all(_is_int(s) for s in shp)):
-            raise fail(f"header lists parameter {name!r} with shape {shp!r}")
+    for field in ("params", "buffers"):
+        for name, shp in header.get(field, {}).items():
+            if not (isinstance(shp, list) and all(_is_int(s) for s in shp)):
+                raise fail(f"header lists {field[:-1]} {name!r} with shape {shp!r}")
     opt = header.get("optimizer")
     if opt is not None:
         if not isinstance(opt, dict) or not isinstance(opt.get("type"), str):
@@ -166,15 +330,23 @@ def _check_header(header, fail) -> None:
         steps = opt.get("steps", {})
         if not isinstance(steps, dict) or not all(_is_int(v) for v in steps.values()):
             raise fail(f"optimizer step counts must map names to ints >= 0, got {steps!r}")
+    sched = header.get("scheduler")
+    if sched is not None:
+        if opt is None:
+            raise fail("header has a learning-rate schedule but no optimizer")
+        if not isinstance(sched, dict) or not isinstance(sched.get("type"), str):
+            raise fail(f"header field 'scheduler' must be a schedule config, got {sched!r}")
 
 
 def load_checkpoint(path) -> Checkpoint:
-    """Read a file written by :meth:`Sequential.save`.
+    """Read a file written by :meth:`Sequential.save` (``.npz``, or ``.safetensors`` when
+    the name ends so).
 
     Returns
     -------
     Checkpoint
-        ``(model, optimizer, meta)``; ``optimizer`` is None when none was saved.
+        ``(model, optimizer, meta)``; ``optimizer`` is None when none was saved (always,
+        for ``.safetensors``), and ``.scheduler`` the saved learning-rate schedule.
 
     Raises
     ------
@@ -183,9 +355,10 @@ def load_checkpoint(path) -> Checkpoint:
     IsADirectoryError, PermissionError, OSError
         ``path`` is a directory, or the file cannot be read.
     CheckpointError
-        Truncated or corrupt file, duplicate or unexpected zip members, not a cycnn
-        checkpoint, a malformed header, layers that do not fit the recorded input shape,
-        weights or optimizer state missing, extra, or of the wrong shape; the message
+        Truncated or corrupt file, duplicate or unexpected zip members, safetensors
+        offsets that do not tile the data, unknown dtypes, not a cycnn checkpoint, a
+        malformed header, layers that do not fit the recorded input shape, weights,
+        buffers or optimizer state missing, extra, or of the wrong shape; the message
         names the file and the problem.
     """
     path = Path(path)
@@ -194,17 +367,8 @@ def load_checkpoint(path) -> Checkpoint:
     def fail(msg):
         return CheckpointError(f"checkpoint {path}: {msg}")
 
-    arrays = _read_arrays(data, fail)
-    if HEADER not in arrays:
-        raise fail(f"not a cycnn checkpoint (no architecture record '{HEADER}'; arrays: "
-                   f"{sorted(arrays)[:6]})")
-    record = arrays.pop(HEADER)
-    if record.shape != () or record.dtype.kind != "U":
-        raise fail("unreadable architecture record (not a JSON string)")
-    try:
-        header = json.loads(str(record))
-    except ValueError as e:
-        raise fail(f"unreadable architecture record ({e})") from None
+    reader = _safetensors_contents if path.suffix == ".safetensors" else _npz_contents
+    header, arrays = reader(data, fail)
     _check_header(header, fail)
     try:
         dtype = param_dtype("load", header["dtype"])
@@ -218,19 +382,20 @@ def load_checkpoint(path) -> Checkpoint:
         except ValueError as e:
             raise fail(f"the layers do not fit the recorded input shape "
                        f"{model.input_shape}: {e}") from None
-    params = {k: v for k, v in arrays.items() if not k.startswith(OPT_PREFIX)}
+    weights = {k: v for k, v in arrays.items() if not k.startswith(OPT_PREFIX)}
     opt_arrays = {k[len(OPT_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPT_PREFIX)}
     expected = model.parameters()
-    for k, w in expected.items():
-        recorded = header["params"].get(k)
-        if recorded is not None and tuple(recorded) != w.shape:
-            raise fail(f"architecture record lists {k} as {tuple(recorded)} but the layers "
-                       f"need {w.shape}")
+    for field, live in (("params", expected), ("buffers", model.buffers())):
+        for k, w in live.items():
+            recorded = header.get(field, {}).get(k)
+            if recorded is not None and tuple(recorded) != w.shape:
+                raise fail(f"architecture record lists {k} as {tuple(recorded)} but the "
+                           f"layers need {w.shape}")
     try:
-        model.load_state_dict(params, source="its weights")
+        model.load_state_dict(weights, source="its weights")
     except ValueError as e:
         raise fail(f"weights do not match the recorded architecture: {e}") from None
-    optimizer = None
+    optimizer = scheduler = None
     if header.get("optimizer") is not None:
         try:
             optimizer = get_optimizer(header["optimizer"])
@@ -238,9 +403,14 @@ def load_checkpoint(path) -> Checkpoint:
                                       {k: v.shape for k, v in expected.items()})
         except (TypeError, ValueError) as e:
             raise fail(f"optimizer state is invalid ({e})") from None
+        if header.get("scheduler") is not None:
+            try:
+                scheduler = get_scheduler(header["scheduler"], optimizer)
+            except (TypeError, ValueError) as e:
+                raise fail(f"learning-rate schedule is invalid ({e})") from None
     elif opt_arrays:
         raise fail(f"optimizer arrays {sorted(opt_arrays)[:4]} but no optimizer record")
-    return Checkpoint(model, optimizer, header["meta"])
+    return Checkpoint(model, optimizer, header["meta"], scheduler)
 
 
 def load(path) -> Sequential:

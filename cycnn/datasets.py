@@ -33,11 +33,20 @@ __all__ = [
     "load",
     "read_idx",
     "DATASETS",
+    "CLASS_NAMES",
     "FASHION_MNIST_DIR",
 ]
 
 #: Names accepted by :func:`load` (and by ``cycnn train --dataset``).
 DATASETS = ("digits", "mnist", "fashion-mnist")
+
+#: The names of the ten classes of each data set, by label.
+CLASS_NAMES = {
+    "digits": [str(k) for k in range(10)],
+    "mnist": [str(k) for k in range(10)],
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                      "Shirt", "Sneaker", "Bag", "Ankle boot"],
+}
 
 #: Where Debian's ``dataset-fashion-mnist`` package installs the IDX files.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -11,11 +11,16 @@ Every layer has the same small interface:
   ``clear_cache()`` drops it;
 * ``params`` and ``grads`` are dicts of arrays under PyTorch's names (``"weight"``,
   ``"bias"``); layers without parameters have empty dicts;
+* ``buffers`` holds state that is saved with the weights but not trained (batch norm's
+  ``running_mean``, ``running_var`` and ``num_batches_tracked``, PyTorch's buffers);
+  optimizers never see it;
 * ``train()`` / ``eval()`` switch the mode: in eval mode ``forward`` keeps nothing, so
   inference holds no activations (``eval()`` also clears the cache);
 * ``output_shape(shape)`` maps a per-sample input shape (no batch axis) to the output
   shape, raising ValueError when the layer cannot take that input;
-* ``config()`` is a JSON-serialisable dict from which the layer can be rebuilt.
+* ``config()`` is a JSON-serialisable dict from which the layer can be rebuilt;
+* ``reseed(seed)`` restarts the random generator of a layer that draws random numbers
+  in training (:class:`Dropout`); other layers ignore it.
 
 The arithmetic lives in the functional modules (:mod:`cycnn.conv`, :mod:`cycnn.pool`,
 :mod:`cycnn.activations`, :mod:`cycnn.dense`, :mod:`cycnn.losses`); nothing is computed
@@ -30,8 +35,17 @@ import math
 
 import numpy as np
 
-from ._validate import as_choice, as_int, as_pair, param_dtype
-from .activations import relu_backward, relu_forward
+from ._validate import as_choice, as_int, as_pair, as_real, param_dtype
+from .activations import (
+    leaky_relu_backward,
+    leaky_relu_forward,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    tanh_backward,
+    tanh_forward,
+)
 from .conv import (
     conv2d_backward,
     conv2d_forward,
@@ -39,6 +53,7 @@ from .conv import (
     conv_transpose2d_forward,
 )
 from .dense import dense_backward, dense_forward
+from .dropout import dropout_backward, dropout_forward
 from .geometry import (
     PADDING_MODES,
     check_avg_pool_options,
@@ -48,9 +63,12 @@ from .geometry import (
     resolve_padding,
 )
 from .losses import softmax_cross_entropy
+from .norm import batch_norm_backward, batch_norm_forward
 from .pool import (
     avg_pool2d_backward,
     avg_pool2d_forward,
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
     max_pool2d_backward,
     max_pool2d_forward,
 )
@@ -65,6 +83,13 @@ __all__ = [
     "Flatten",
     "Dense",
     "SoftmaxCrossEntropy",
+    "LeakyReLU",
+    "Tanh",
+    "Sigmoid",
+    "GlobalAvgPool2D",
+    "Dropout",
+    "BatchNorm2D",
+    "BatchNorm1D",
     "he_normal",
 ]
 
@@ -108,6 +133,7 @@ class Layer:
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
         self.training = True
         self.cache = None
 
@@ -159,13 +185,26 @@ class Layer:
         return next(iter(self.params.values())).dtype if self.params else None
 
     def astype(self, dtype):
-        """Convert the parameters to ``dtype`` in place (and drop stale gradients)."""
+        """Convert the parameters (and floating-point buffers) to ``dtype`` in place, and
+        drop stale gradients."""
         dt = param_dtype(type(self).__name__, dtype)
         for k, v in self.params.items():
             self.params[k] = v.astype(dt)
+        for k, v in self.buffers.items():
+            if v.dtype.kind == "f":
+                self.buffers[k] = v.astype(dt)
         self.grads.clear()
         self.clear_cache()
         return self
+
+    def reseed(self, seed):
+        """Restart the layer's random generator from ``seed`` (a no-op for layers that
+        draw no random numbers)."""
+
+    def check_buffers(self, buffers: dict) -> list[str]:
+        """Problems with candidate ``buffers`` (name -> array) before they are loaded;
+        an empty list when they are fine."""
+        return []
 
     def config(self) -> dict:
         return {"type": type(self).__name__}
@@ -668,6 +707,264 @@ class Dense(Layer):
         return f"Dense({self.in_features}, {self.out_features}{b})"
 
 
+# --------------------------------------------------------------------------- more activations
+
+class LeakyReLU(Layer):
+    """``y = x`` where ``x > 0``, ``negative_slope * x`` elsewhere (PyTorch's ``LeakyReLU``).
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+    """
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = as_real("LeakyReLU", "negative_slope", negative_slope)
+
+    def forward(self, x):
+        self._keep(x)
+        return leaky_relu_forward(x, self.negative_slope)
+
+    def backward(self, dy, need_dx=True):
+        x = self._cached()
+        return leaky_relu_backward(dy, x, self.negative_slope) if need_dx else None
+
+    def config(self):
+        return {"type": "LeakyReLU", "negative_slope": self.negative_slope}
+
+
+class Tanh(Layer):
+    """``y = tanh(x)``; the backward pass ``dx = dy * (1 - y**2)`` keeps only ``y``."""
+
+    def forward(self, x):
+        y = tanh_forward(x)
+        self._keep(y)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        y = self._cached("forward output")
+        return tanh_backward(dy, y) if need_dx else None
+
+    def __repr__(self):
+        return "Tanh()"
+
+
+class Sigmoid(Layer):
+    """``y = 1 / (1 + exp(-x))``; the backward pass ``dx = dy * y * (1 - y)`` keeps ``y``."""
+
+    def forward(self, x):
+        y = sigmoid_forward(x)
+        self._keep(y)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        y = self._cached("forward output")
+        return sigmoid_backward(dy, y) if need_dx else None
+
+    def __repr__(self):
+        return "Sigmoid()"
+
+
+class GlobalAvgPool2D(Layer):
+    """The mean of each channel's plane: ``(N, C, H, W) -> (N, C, 1, 1)``.
+
+    PyTorch's ``AdaptiveAvgPool2d(1)`` (follow it with :class:`Flatten` before a
+    :class:`Dense` layer). Each input receives ``1 / (H*W)`` of its channel's gradient.
+    """
+
+    def forward(self, x):
+        y = global_avg_pool2d_forward(x)
+        self._keep(np.shape(x))
+        return y
+
+    def backward(self, dy, need_dx=True):
+        shape = self._cached("input shape")
+        return global_avg_pool2d_backward(dy, shape) if need_dx else None
+
+    def output_shape(self, shape):
+        if len(shape) != 3 or shape[1] * shape[2] == 0:
+            raise ValueError(f"expects (C, H, W) per sample, got {tuple(shape)}")
+        return (shape[0], 1, 1)
+
+    def __repr__(self):
+        return "GlobalAvgPool2D()"
+
+
+# --------------------------------------------------------------------------- regularisation
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each entry with probability ``p`` and scale
+    the rest by ``1 / (1 - p)``; in eval mode, the identity.
+
+    Parameters
+    ----------
+    p : float in [0, 1), default 0.5
+    rng : numpy.random.Generator, int or None
+        Source of the masks (advanced at every training-mode forward pass).
+        :meth:`Sequential.fit` reseeds it at the start of every epoch from its own
+        ``seed``, so that training runs, and runs resumed from a checkpoint, draw the
+        same masks.
+    """
+
+    def __init__(self, p=0.5, *, rng=None):
+        super().__init__()
+        self.p = as_real("Dropout", "p", p, 0.0, 1.0, hi_open=True)
+        self.rng = np.random.default_rng(rng)
+
+    def reseed(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        y, keep = dropout_forward(x, self.p, self.rng)
+        self._keep(keep)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if self.p == 0:
+            return dy if need_dx else None
+        keep = self._cached("dropout mask")
+        return dropout_backward(dy, keep, self.p) if need_dx else None
+
+    def config(self):
+        return {"type": "Dropout", "p": self.p}
+
+
+class _BatchNorm(Layer):
+    """Shared by :class:`BatchNorm2D` and :class:`BatchNorm1D` (they differ in the input
+    shapes they accept)."""
+
+    has_params = True
+    _inputs = ""  # per-sample shapes accepted, for messages
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, *, rng=None, dtype=np.float32):
+        super().__init__()
+        cls = type(self).__name__
+        self.num_features = as_int(cls, "num_features", num_features, 1)
+        self.eps = as_real(cls, "eps", eps, 0.0, lo_open=True)
+        self.momentum = None if momentum is None else as_real(cls, "momentum", momentum,
+                                                              0.0, 1.0)
+        dt = param_dtype(cls, dtype)
+        C = self.num_features
+        self.params["weight"] = np.ones(C, dt)
+        self.params["bias"] = np.zeros(C, dt)
+        self.buffers["running_mean"] = np.zeros(C, dt)
+        self.buffers["running_var"] = np.ones(C, dt)
+        self.buffers["num_batches_tracked"] = np.zeros((), np.int64)
+
+    def _check_input(self, x):
+        shape = np.shape(x)
+        try:
+            self.output_shape(shape[1:])
+        except ValueError as e:
+            raise ValueError(f"{self!r}: x.shape={shape}: {e}") from None
+
+    def forward(self, x):
+        self._check_input(x)
+        b = self.buffers
+        factor = 0.0
+        if self.training:
+            # PyTorch: momentum=None means a cumulative average over the batches seen
+            factor = (1.0 / (int(b["num_batches_tracked"]) + 1) if self.momentum is None
+                      else self.momentum)
+        y, cache = batch_norm_forward(x, self.params["weight"], self.params["bias"],
+                                      b["running_mean"], b["running_var"],
+                                      training=self.training, momentum=factor, eps=self.eps)
+        if self.training:
+            b["num_batches_tracked"] += 1
+        self._keep(cache)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        dx, dw, db = batch_norm_backward(dy, self._cached("forward cache"))
+        self.grads["weight"] = dw.astype(self.params["weight"].dtype, copy=False)
+        self.grads["bias"] = db.astype(self.params["bias"].dtype, copy=False)
+        return dx if need_dx else None
+
+    def check_buffers(self, buffers):
+        problems = []
+        var = buffers.get("running_var")
+        if var is not None and not np.all(np.asarray(var) >= 0):
+            problems.append("running_var must be >= 0 everywhere (it is a variance)")
+        count = buffers.get("num_batches_tracked")
+        count = np.asarray(count) if count is not None else None
+        if count is not None and count.dtype.kind in "iu" and np.any(count < 0):
+            problems.append("num_batches_tracked must be >= 0")
+        return problems
+
+    def config(self):
+        return {"type": type(self).__name__, "num_features": self.num_features,
+                "eps": self.eps, "momentum": self.momentum}
+
+    def __repr__(self):
+        extra = "" if self.eps == 1e-5 else f", eps={self.eps!r}"
+        extra += "" if self.momentum == 0.1 else f", momentum={self.momentum!r}"
+        return f"{type(self).__name__}({self.num_features}{extra})"
+
+
+class BatchNorm2D(_BatchNorm):
+    """Batch normalisation of ``(N, C, H, W)`` feature maps, per channel (PyTorch's
+    ``BatchNorm2d``).
+
+    In training, each channel is normalised with the mean and (biased) variance of its
+    ``N*H*W`` values in the batch, then scaled by ``weight`` and shifted by ``bias``;
+    the running estimates move towards the batch's statistics. In eval mode the running
+    estimates are used instead, so a sample's output does not depend on its batch.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the number of channels.
+    eps : float, default 1e-5
+        Added to the variance before the square root.
+    momentum : float in [0, 1] or None, default 0.1
+        PyTorch's convention: ``running <- (1 - momentum) * running + momentum * batch``
+        (the unbiased batch variance goes into ``running_var``). None: a cumulative
+        average over all batches seen.
+    rng : ignored
+        Accepted so that every layer with parameters is built alike; the scale starts
+        at 1 and the shift at 0.
+    dtype : float32 (default) or float64
+
+    Attributes
+    ----------
+    params : {"weight": (C,), "bias": (C,)}
+    buffers : {"running_mean": (C,), "running_var": (C,), "num_batches_tracked": ()}
+        PyTorch's names; ``num_batches_tracked`` is an int64 count of training batches.
+    """
+
+    def output_shape(self, shape):
+        if len(shape) != 3 or shape[0] != self.num_features:
+            raise ValueError(f"expects ({self.num_features}, H, W) per sample "
+                             f"(C={self.num_features} channels), got {tuple(shape)}")
+        return tuple(shape)
+
+
+class BatchNorm1D(_BatchNorm):
+    """Batch normalisation of ``(N, C)`` features (or ``(N, C, L)`` sequences), per
+    feature (PyTorch's ``BatchNorm1d``).
+
+    As :class:`BatchNorm2D`, with statistics over the ``N`` (or ``N*L``) values of each
+    feature. A training batch needs at least two values per feature.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the number of features.
+    eps : float, default 1e-5
+    momentum : float in [0, 1] or None, default 0.1
+    rng : ignored
+    dtype : float32 (default) or float64
+    """
+
+    def output_shape(self, shape):
+        if len(shape) not in (1, 2) or shape[0] != self.num_features:
+            raise ValueError(f"expects ({self.num_features},) or ({self.num_features}, L) "
+                             f"per sample, got {tuple(shape)}")
+        return tuple(shape)
+
+
 # --------------------------------------------------------------------------- loss
 
 class SoftmaxCrossEntropy:
@@ -710,7 +1007,8 @@ class SoftmaxCrossEntropy:
 # --------------------------------------------------------------------------- rebuilding
 
 LAYERS = {cls.__name__: cls for cls in (Conv2D, ConvTranspose2D, MaxPool2D, AvgPool2D, ReLU,
-                                        Flatten, Dense)}
+                                        Flatten, Dense, LeakyReLU, Tanh, Sigmoid,
+                                        GlobalAvgPool2D, Dropout, BatchNorm2D, BatchNorm1D)}
 
 
 def layer_from_config(config: dict, dtype=np.float32) -> Layer:

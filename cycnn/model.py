@@ -8,6 +8,9 @@ in modules of its own: the epoch loop with its history, progress bar and Ctrl-C 
 
 Parameter names follow PyTorch's ``nn.Sequential``: ``"<index>.weight"`` and
 ``"<index>.bias"``, where the index counts every layer (with or without parameters).
+Buffers (batch norm's running statistics) are named the same way, ``"<index>.running_mean"``,
+and appear in :meth:`Sequential.state_dict` after their layer's parameters, as in PyTorch;
+:meth:`Sequential.parameters` (what optimizers update) leaves them out.
 A ``Dense`` weight is ``(out, in)`` and a ``Conv2D`` weight ``(F, C, KH, KW)``, so a
 ``state_dict`` moves between cycnn and PyTorch with no reshaping.
 """
@@ -123,17 +126,45 @@ class Sequential:
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers)
                 for k, v in layer.grads.items()}
 
+    def buffers(self) -> dict:
+        """The live buffers (batch norm's running statistics) under their state_dict
+        names; trained by nobody, updated by the layers' forward passes in training."""
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers)
+                for k, v in layer.buffers.items()}
+
+    def _state(self) -> dict:
+        """Parameters and buffers, live, layer by layer in PyTorch's order."""
+        out = {}
+        for i, layer in enumerate(self.layers):
+            out.update({f"{i}.{k}": v for k, v in layer.params.items()})
+            out.update({f"{i}.{k}": v for k, v in layer.buffers.items()})
+        return out
+
     def state_dict(self) -> dict:
-        """Copies of the parameters, named as PyTorch's ``nn.Sequential`` names them."""
-        return {k: v.copy() for k, v in self.parameters().items()}
+        """Copies of the parameters and buffers, named as PyTorch's ``nn.Sequential``
+        names them (``"0.weight"``, ``"1.running_mean"``, ...), in PyTorch's order."""
+        return {k: v.copy() for k, v in self._state().items()}
+
+    def reseed(self, seed):
+        """Restart the random generators of layers that draw random numbers in training
+        (:class:`Dropout`): layer ``i`` gets ``np.random.default_rng([*seed, i])``.
+
+        ``seed`` is an int or a sequence of ints; :func:`cycnn.training.fit` calls this
+        with ``(seed, epoch, 2)`` at the start of every epoch.
+        """
+        base = [int(s) for s in np.atleast_1d(np.asarray(seed, dtype=np.int64))]
+        for i, layer in enumerate(self.layers):
+            layer.reseed([*base, i])
 
     def load_state_dict(self, state_dict, *, source="state_dict"):
-        """Copy parameters in (cast to the model's dtype); names and shapes must match.
+        """Copy parameters and buffers in (cast to the model's dtypes); names and shapes
+        must match.
 
         Accepts NumPy arrays or anything ``np.asarray`` understands, including a PyTorch
-        ``state_dict()``. Nothing is changed unless every entry fits.
+        ``state_dict()``. Integer buffers (``num_batches_tracked``) take integers only.
+        Nothing is changed unless every entry fits.
         """
-        params = self.parameters()
+        params = self._state()
         missing = [k for k in params if k not in state_dict]
         unexpected = [k for k in state_dict if k not in params]
         problems = []
@@ -152,7 +183,13 @@ class Sequential:
                     problems.append(f"{k} has shape {a.shape} but the model needs {w.shape}")
                 elif a.dtype.kind not in "biuf":
                     problems.append(f"{k} has non-numeric dtype {a.dtype}")
+                elif w.dtype.kind in "iu" and a.dtype.kind not in "iu":
+                    problems.append(f"{k} must hold integers, got dtype {a.dtype}")
                 arrays[k] = a
+        for i, layer in enumerate(self.layers):
+            mine = {name: arrays[f"{i}.{name}"] for name in layer.buffers
+                    if f"{i}.{name}" in arrays}
+            problems += [f"{i}.{msg}" for msg in layer.check_buffers(mine)]
         if problems:
             raise ValueError(f"load_state_dict: {source} does not fit this model: "
                              + "; ".join(problems))
@@ -308,20 +345,21 @@ class Sequential:
     # ---------------------------------------------------------------- elsewhere
     def fit(self, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=None,
             shuffle=True, seed=0, *, initial_epoch=0, verbose=0, loss=None,
-            on_epoch_end=None):
+            on_epoch_end=None, augment=None, scheduler=None):
         """Train with mini-batch gradient descent: see :func:`cycnn.training.fit`."""
         from .training import fit
 
         return fit(self, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                    validation_data=validation_data, shuffle=shuffle, seed=seed,
                    initial_epoch=initial_epoch, verbose=verbose, loss=loss,
-                   on_epoch_end=on_epoch_end)
+                   on_epoch_end=on_epoch_end, augment=augment, scheduler=scheduler)
 
-    def save(self, path, optimizer=None, meta=None):
-        """Write a checkpoint: see :func:`cycnn.checkpoint.save`."""
+    def save(self, path, optimizer=None, meta=None, scheduler=None):
+        """Write a checkpoint (``.npz``, or ``.safetensors`` for weights only): see
+        :func:`cycnn.checkpoint.save`."""
         from .checkpoint import save
 
-        return save(self, path, optimizer, meta)
+        return save(self, path, optimizer, meta, scheduler)
 
     # ---------------------------------------------------------------- summary
     def summary(self, input_shape=None) -> str:

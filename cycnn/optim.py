@@ -1,4 +1,4 @@
-"""Optimizers: stochastic gradient descent (with momentum) and Adam.
+"""Optimizers: stochastic gradient descent (with momentum), Adam and AdamW.
 
 An optimizer is built from its hyperparameters alone and updates parameters in place:
 ``step(params, grads)`` takes two dicts keyed by the same names (a model's
@@ -17,7 +17,7 @@ import numpy as np
 
 from ._validate import as_real
 
-__all__ = ["Optimizer", "SGD", "Adam"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
 
 class Optimizer:
@@ -197,23 +197,27 @@ class Adam(Optimizer):
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__()
-        self.lr = as_real("Adam", "lr", lr, 0.0, lo_open=True)
+        cls = type(self).__name__
+        self.lr = as_real(cls, "lr", lr, 0.0, lo_open=True)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"Adam: betas must be a pair, got {betas!r}")
-        self.betas = (as_real("Adam", "betas[0]", betas[0], 0.0, 1.0, hi_open=True),
-                      as_real("Adam", "betas[1]", betas[1], 0.0, 1.0, hi_open=True))
-        self.eps = as_real("Adam", "eps", eps, 0.0)
-        self.weight_decay = as_real("Adam", "weight_decay", weight_decay, 0.0)
+            raise ValueError(f"{cls}: betas must be a pair, got {betas!r}")
+        self.betas = (as_real(cls, "betas[0]", betas[0], 0.0, 1.0, hi_open=True),
+                      as_real(cls, "betas[1]", betas[1], 0.0, 1.0, hi_open=True))
+        self.eps = as_real(cls, "eps", eps, 0.0)
+        self.weight_decay = as_real(cls, "weight_decay", weight_decay, 0.0)
 
     def config(self):
         return {"type": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay}
 
     def _update(self, name, w, g, state):
-        beta1, beta2 = self.betas
-        t = self.steps[name]
         if self.weight_decay:
             g = g + self.weight_decay * w
+        self._adam_step(name, w, g, state)
+
+    def _adam_step(self, name, w, g, state):
+        beta1, beta2 = self.betas
+        t = self.steps[name]
         if "exp_avg" not in state:
             state["exp_avg"] = np.zeros_like(w)
             state["exp_avg_sq"] = np.zeros_like(w)
@@ -228,7 +232,37 @@ class Adam(Optimizer):
         w -= step_size * (m / denom)
 
 
-_OPTIMIZERS = {"SGD": SGD, "Adam": Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter), as ``torch.optim.AdamW``.
+
+    The decay shrinks the weights directly instead of being added to the gradient, so it
+    does not pass through Adam's per-entry scaling::
+
+        w <- w * (1 - lr * weight_decay)
+        then the Adam step of :class:`Adam` with the plain gradient
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0.01
+        PyTorch's default for AdamW.
+    """
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(lr, betas, eps, weight_decay)
+
+    def config(self):
+        return dict(super().config(), type="AdamW")
+
+    def _update(self, name, w, g, state):
+        if self.weight_decay:
+            w *= 1 - self.lr * self.weight_decay
+        self._adam_step(name, w, g, state)
+
+
+_OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
 
 
 def get_optimizer(config: dict) -> Optimizer:

@@ -30,8 +30,13 @@ import numpy as np
 
 from . import _dispatch
 from ._threads import resolve_threads, threads_for
-from ._validate import as_array, as_float, as_int, as_pair, float_dtype, param_dtype
-from .geometry import as_batch, check_avg_pool_options, check_pool_args, pool_geometry
+from ._validate import as_array, as_float, as_int, as_pair, check_ndim, float_dtype, param_dtype
+from .geometry import (
+    as_batch,
+    check_avg_pool_options,
+    check_pool_args,
+    pool_geometry,
+)
 
 _pool = _dispatch.load("_pool")
 _fastpool = _dispatch.load("_fastpool")
@@ -45,6 +50,8 @@ __all__ = [
     "distribute_value",
     "MaxPoolCache",
     "AvgPoolCache",
+    "global_avg_pool2d_forward",
+    "global_avg_pool2d_backward",
 ]
 
 
@@ -598,3 +605,76 @@ def distribute_value(dz, shape):
     KH, KW = as_pair(func, "shape", shape, 1)
     dt = float_dtype(dz)
     return np.full((KH, KW), dz.astype(dt).reshape(()) / dt.type(KH * KW), dt)
+
+
+# --------------------------------------------------------------------------- global average
+
+def global_avg_pool2d_forward(x):
+    """Global average pooling: the mean of each channel's whole ``H x W`` plane.
+
+    ``y[n, c, 0, 0] = (1 / (H*W)) * sum_{h, w} x[n, c, h, w]``, PyTorch's
+    ``AdaptiveAvgPool2d(1)``: average pooling with one window as large as the input.
+    Plain NumPy (one reduction).
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, H, W)
+
+    Returns
+    -------
+    y : ndarray, shape (N, C, 1, 1)
+        float32 for a float32 input, float64 otherwise.
+
+    Raises
+    ------
+    ValueError
+        ``x`` not 4-D or with an empty plane.
+
+    Examples
+    --------
+    >>> x = np.arange(8.0).reshape(1, 2, 2, 2)
+    >>> global_avg_pool2d_forward(x).ravel()
+    array([1.5, 5.5])
+    """
+    func = "global_avg_pool2d_forward"
+    (x,) = as_float(func, x=x)
+    check_ndim(func, "x", x, 4, "(N, C, H, W)")
+    if x.shape[2] * x.shape[3] == 0:
+        raise ValueError(f"{func}: x has an empty H x W plane (x.shape={x.shape})")
+    return x.mean(axis=(2, 3), keepdims=True, dtype=x.dtype)
+
+
+def global_avg_pool2d_backward(dy, x_shape):
+    """Backward pass of global average pooling: each input gets ``dy / (H*W)``.
+
+    Parameters
+    ----------
+    dy : array_like, shape (N, C, 1, 1)
+    x_shape : (int, int, int, int)
+        ``(N, C, H, W)`` of the forward input.
+
+    Returns
+    -------
+    dx : ndarray, shape ``x_shape``
+        ``dx[n, c, h, w] = dy[n, c, 0, 0] / (H*W)``.
+
+    Raises
+    ------
+    ValueError
+        ``dy`` is not ``(N, C, 1, 1)`` for the given ``x_shape``.
+
+    Examples
+    --------
+    >>> global_avg_pool2d_backward(np.ones((1, 1, 1, 1)), (1, 1, 2, 2))[0, 0]
+    array([[0.25, 0.25],
+           [0.25, 0.25]])
+    """
+    func = "global_avg_pool2d_backward"
+    (dy,) = as_float(func, dy=dy)
+    if len(x_shape) != 4:
+        raise ValueError(f"{func}: x_shape must be (N, C, H, W), got {tuple(x_shape)}")
+    N, C, H, W = (as_int(func, "x_shape", s, 0) for s in x_shape)
+    if dy.shape != (N, C, 1, 1) or H * W == 0:
+        raise ValueError(f"{func}: dy must have shape (N, C, 1, 1) = {(N, C, 1, 1)} for "
+                         f"x_shape={(N, C, H, W)} (a non-empty plane), got dy.shape={dy.shape}")
+    return np.broadcast_to(dy / (H * W), (N, C, H, W)).copy()

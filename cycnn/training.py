@@ -7,6 +7,12 @@ each step and keeps the books, so the loop reads as what it is::
     for epoch in range(initial_epoch, epochs):
         for idx in batches of epoch_order(N, seed, epoch):
             loss, correct = model.train_step(x[idx], y[idx], optimizer)
+
+Two options change what a step sees, both seeded per epoch so that a run resumed at an
+epoch boundary repeats the uninterrupted one: ``augment`` transforms each training
+batch (with ``np.random.default_rng([seed, epoch, 1])``) and the layers that draw random
+numbers (dropout) are reseeded from ``(seed, epoch, 2)``. A ``scheduler`` sets the
+learning rate after every step.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from ._threads import blas_threads
 from ._validate import as_int
 from .layers import SoftmaxCrossEntropy
 from .optim import Optimizer
+from .schedules import LRScheduler
 
 __all__ = ["fit", "History", "epoch_order"]
 
@@ -50,7 +57,8 @@ def epoch_order(n, seed, epoch):
 
 
 def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=None,
-        shuffle=True, seed=0, *, initial_epoch=0, verbose=0, loss=None, on_epoch_end=None):
+        shuffle=True, seed=0, *, initial_epoch=0, verbose=0, loss=None, on_epoch_end=None,
+        augment=None, scheduler=None):
     """Train ``model`` with mini-batch gradient descent.
 
     Parameters
@@ -82,6 +90,13 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=No
     loss : SoftmaxCrossEntropy, optional
     on_epoch_end : callable(epoch, history), optional
         Called after each completed epoch (e.g. to save a checkpoint).
+    augment : callable(x, rng) -> x, optional
+        Applied to every training batch before the step, e.g.
+        :class:`cycnn.RandomAffine`; ``rng`` is ``np.random.default_rng([seed, epoch,
+        1])``, shared by the epoch's batches in order. Validation data are not augmented.
+    scheduler : LRScheduler, optional
+        Stepped after every batch (so its step counts are batches), e.g.
+        ``OneCycleLR(optimizer, 0.1, total_steps=epochs * ceil(N / batch_size))``.
 
     Returns
     -------
@@ -99,6 +114,16 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=No
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"{func}: optimizer must be a cycnn optimizer such as "
                         f"SGD(lr=0.01), got {optimizer!r}")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"{func}: augment must be a callable augment(x, rng), such as "
+                        f"RandomAffine(), got {augment!r}")
+    if scheduler is not None:
+        if not isinstance(scheduler, LRScheduler):
+            raise TypeError(f"{func}: scheduler must be a cycnn LRScheduler such as "
+                            f"CosineAnnealingLR(optimizer, T_max), got {scheduler!r}")
+        if scheduler.optimizer is not optimizer:
+            raise ValueError(f"{func}: the scheduler was built for another optimizer "
+                             f"({scheduler.optimizer!r}), not {optimizer!r}")
     batch_size = as_int(func, "batch_size", batch_size, 1)
     epochs = as_int(func, "epochs", epochs, 1, None)
     initial_epoch = as_int(func, "initial_epoch", initial_epoch, 0, None)
@@ -122,6 +147,8 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=No
     with stop, blas_threads(1):
         for epoch in range(initial_epoch, epochs):
             order = epoch_order(N, seed, epoch) if shuffle else None
+            aug_rng = np.random.default_rng([seed, epoch, 1]) if augment is not None else None
+            model.reseed((seed, epoch, 2))
             bar = _Progress(verbose, N, f"epoch {epoch + 1}/{epochs}")
             t0 = time.perf_counter()
             total_loss, correct, seen = 0.0, 0, 0
@@ -132,7 +159,11 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=No
                     yb = y[idx]
                 else:
                     xb, yb = x[s:s + batch_size], y[s:s + batch_size]
+                if augment is not None:
+                    xb = augment(xb, aug_rng)
                 batch_loss, batch_correct = model.train_step(xb, yb, optimizer, loss)
+                if scheduler is not None:
+                    scheduler.step()
                 total_loss += batch_loss * yb.shape[0]
                 correct += batch_correct
                 seen += yb.shape[0]

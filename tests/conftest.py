@@ -1,5 +1,6 @@
 """Fixtures and helpers shared by the test modules."""
 
+import importlib
 import os
 
 import numpy as np
@@ -52,6 +53,19 @@ def needs_browser(executable, what):
 def _browser_required():
     pytest.fail("CYCNN_REQUIRE_BROWSER=1 but no chromium is installed: the browser tests "
                 "cannot run")
+
+
+def extra_or_skip(module, reason):
+    """Import ``module`` (a package of the test extras: onnx, onnxruntime, safetensors) or
+    skip the calling test with ``reason``, unless ``CYCNN_REQUIRE_EXTRAS=1`` (set by .ci/run,
+    which installs the extras): then a missing package fails the test, so CI cannot pass
+    with the ONNX and safetensors round trips skipped."""
+    if os.environ.get("CYCNN_REQUIRE_EXTRAS", "") not in ("", "0"):
+        try:
+            return importlib.import_module(module)
+        except ImportError as e:
+            pytest.fail(f"CYCNN_REQUIRE_EXTRAS=1 but {module} cannot be imported ({e})")
+    return pytest.importorskip(module, reason=reason)
 
 
 def torch_or_skip():

@@ -234,6 +234,18 @@ def test_sybil_runs_every_solution_block():
     assert not missing, f"solutions Sybil does not run: {missing}"
 
 
+#: backward-pass pages whose layers cycnn.check has no checker for: a solution there checks
+#: the learner's backward pass with cycnn.gradcheck instead
+GRADCHECK_PAGES = {"more-layers.md"}
+
+
+@pytest.mark.parametrize("page", sorted(GRADCHECK_PAGES))
+def test_a_solution_on_a_layer_page_runs_gradcheck(page):
+    assert page in TEACHING_PAGES
+    assert any("cycnn.gradcheck(" in e["solution"] for e in exercises((DOCS / page).read_text())), (
+        f"{page}: no solution checks a backward pass with cycnn.gradcheck")
+
+
 @pytest.mark.parametrize("page", sorted(BACKWARD_PAGES))
 def test_a_solution_on_a_backward_pass_page_runs_a_checker(page):
     assert page in TEACHING_PAGES
@@ -406,6 +418,19 @@ INCLUDES = {
     "cycnn/training.py:7:9": ["    for epoch in range(initial_epoch, epochs):",
                               "model.train_step(x[idx], y[idx], optimizer)"],
     "cycnn/optim.py:@SGD._update": ["w -= self.lr * g"],
+    "cycnn/_norm.pyx:@batch_norm_backward": [
+        "prange(C", "sw = sw + dy[n, c, k] * xhat[n, c, k]",
+        "scale * (dy[n, c, k] - mb - xhat[n, c, k] * mw)",
+    ],
+    "cycnn/_norm.pyx:@batch_stats": ["prange(C", "d = x[n, c, k] - m", "var[c] = s / (N * L)"],
+    "cycnn/layers.py:@_BatchNorm.forward": ["batch_norm_forward(", "num_batches_tracked"],
+    "cycnn/dropout.py:@dropout_forward": ["rng.random(x.shape", "1 / (1 - p)"],
+    "cycnn/recipes.py:@build": ["MODELS[recipe[\"model\"]](seed, dtype)",
+                                "make_schedule(recipe, optimizer, n_train)"],
+    "cycnn/augment.py:@affine_warp": ["np.clip(", "flat.take(top)", "flat.take(top + Wp + 1)"],
+    "cycnn/schedules.py:@OneCycleLR._phase": ["for k, (end, lr0, lr1, m0, m1)",
+                                             "(t - start) / (end - start)"],
+    "cycnn/schedules.py:@_cos_between": ["math.cos(math.pi * pct) + 1"],
     "cycnn/geometry.py:@fold_padding": [
         "dxp[..., pt:pt + size[0], pl:pl + size[1]].copy()",
         "dxr[..., rows[t], :] += dxp[..., t, :]", "dx[..., cols[s]] += dxr[..., s]",

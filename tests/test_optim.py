@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import torch_or_skip
-from cycnn.optim import SGD, Adam, get_optimizer
+from cycnn.optim import SGD, Adam, AdamW, get_optimizer
 
 SHAPES = {"0.weight": (4, 3, 2, 2), "0.bias": (4,), "3.weight": (5, 16)}
 
@@ -39,7 +39,8 @@ def test_momentum_first_step_uses_the_gradient(rng):
 def test_step_does_not_modify_gradients(rng):
     params, (grads,) = _params_and_grads(rng, 1)
     saved = {k: v.copy() for k, v in grads.items()}
-    for opt in (SGD(0.1, momentum=0.9, weight_decay=0.01), Adam(weight_decay=0.01)):
+    for opt in (SGD(0.1, momentum=0.9, weight_decay=0.01), Adam(weight_decay=0.01),
+                AdamW(weight_decay=0.01)):
         opt.step(params, grads)
         opt.step(params, grads)
     for k in grads:
@@ -49,7 +50,8 @@ def test_step_does_not_modify_gradients(rng):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_float32_stays_float32(rng, dtype):
     params, grads = _params_and_grads(rng, 2, dtype)
-    for opt in (SGD(0.1, momentum=0.9, weight_decay=1e-4), Adam(1e-3, weight_decay=1e-4)):
+    for opt in (SGD(0.1, momentum=0.9, weight_decay=1e-4), Adam(1e-3, weight_decay=1e-4),
+                AdamW(1e-3, weight_decay=1e-4)):
         for g in grads:
             opt.step(params, g)
         assert all(p.dtype == dtype for p in params.values())
@@ -66,6 +68,11 @@ CASES = {
     "adam": (Adam, dict(), dict()),
     "adam-custom": (Adam, dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.02),
                     dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.02)),
+    "sgd-nesterov-wd": (SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
+                        dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)),
+    "adamw": (AdamW, dict(), dict()),
+    "adamw-custom": (AdamW, dict(lr=0.02, betas=(0.85, 0.98), eps=1e-7, weight_decay=0.1),
+                     dict(lr=0.02, betas=(0.85, 0.98), eps=1e-7, weight_decay=0.1)),
 }
 
 
@@ -75,7 +82,8 @@ def test_matches_torch_optim_step_for_step(rng, case):
     cls, ours, theirs = CASES[case]
     params, grads = _params_and_grads(rng, 6)
     tparams = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
-    tcls = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam}[cls.__name__]
+    tcls = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam,
+            "AdamW": torch.optim.AdamW}[cls.__name__]
     topt = tcls(list(tparams.values()), **theirs)
     opt = cls(**ours)
     for g in grads:
@@ -108,14 +116,14 @@ def test_state_dict_round_trip_continues_identically(rng):
 
 @pytest.mark.parametrize("bad", [0, -0.1, float("nan"), float("inf")])
 def test_bad_learning_rate_is_refused(bad):
-    for cls in (SGD, Adam):
+    for cls in (SGD, Adam, AdamW):
         with pytest.raises(ValueError, match=rf"{cls.__name__}: lr must be a finite number > 0"):
             cls(lr=bad)
 
 
 @pytest.mark.parametrize("bad", ["0.1", True, None])
 def test_learning_rate_of_the_wrong_type_is_refused(bad):
-    for cls in (SGD, Adam):
+    for cls in (SGD, Adam, AdamW):
         with pytest.raises(TypeError, match=rf"{cls.__name__}: lr must be a number > 0"):
             cls(lr=bad)
 
@@ -136,3 +144,17 @@ def test_gradient_shape_mismatch_names_the_parameter(rng):
     grads["0.bias"] = np.zeros(3)
     with pytest.raises(ValueError, match="'0.bias'"):
         SGD(0.1).step(params, grads)
+
+
+def test_adamw_decay_is_decoupled_from_the_gradient(rng):
+    """With a zero gradient Adam's L2 decay still moves through the moment estimates,
+    while AdamW only shrinks the weights: w * (1 - lr * wd), exactly, on step one."""
+    w0 = rng.standard_normal(5)
+    params, zero = {"w": w0.copy()}, {"w": np.zeros(5)}
+    AdamW(lr=0.1, weight_decay=0.5).step(params, zero)
+    np.testing.assert_allclose(params["w"], w0 * (1 - 0.1 * 0.5), rtol=1e-15)
+    l2 = {"w": w0.copy()}
+    Adam(lr=0.1, weight_decay=0.5).step(l2, zero)
+    np.testing.assert_allclose(l2["w"], w0 - 0.1 * np.sign(w0), rtol=1e-6)  # Adam's unit step
+    cfg, _ = AdamW(weight_decay=0.2).state_dict()
+    assert cfg["type"] == "AdamW" and type(get_optimizer(cfg)) is AdamW

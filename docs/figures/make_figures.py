@@ -733,6 +733,77 @@ def conv_transpose_scatter_draw(d, path):
     plt.close(fig)
 
 
+# --------------------------------------------------------------------------- more layers
+
+def batch_norm_backward_data():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 1)) * 2 + 5            # one channel, M = 16 values
+    w, b = np.array([1.5]), np.array([0.0])
+    _y, cache = cycnn.batch_norm_forward(x, w, b, eps=0.0)
+    xhat = cache.xhat.ravel()
+    dxhat = 0.3 + 0.8 * xhat + 0.3 * rng.standard_normal(16)   # a trend in xhat, and the rest
+    dx, _dw, _db = cycnn.batch_norm_backward((dxhat / w[0]).reshape(16, 1), cache)
+    s = 1 / x.std()
+    return {"xhat": xhat, "dxhat": dxhat, "mean": dxhat.mean(), "slope": (dxhat * xhat).mean(),
+            "rest": dx.ravel() / s}
+
+
+def batch_norm_backward_draw(d, path):
+    plt = _plt()
+    xhat, dxhat = d["xhat"], d["dxhat"]
+    line = d["mean"] + d["slope"] * xhat
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.6, 3.5), sharey=True)
+    for k in range(len(xhat)):
+        left.plot([xhat[k], xhat[k]], [line[k], dxhat[k]], color=VERMILLION, lw=1.5)
+    span = np.array([xhat.min() - 0.2, xhat.max() + 0.2])
+    left.plot(span, d["mean"] + d["slope"] * span, color=BLUE, lw=2.5,
+              label=r"mean + slope $\cdot\,\hat{x}$")
+    left.plot(xhat, dxhat, "o", color=INK, ms=6, label=r"$d\hat{x}$")
+    left.set_title(r"$d\hat{x}$ of one channel")
+    left.legend(loc="upper left", frameon=False)
+    right.axhline(0, color=BLUE, lw=2.5)
+    for k in range(len(xhat)):
+        right.plot([xhat[k], xhat[k]], [0, d["rest"][k]], color=VERMILLION, lw=1.5)
+    right.plot(xhat, d["rest"], "o", color=VERMILLION, ms=6)
+    right.set_title(r"$dx\,/\,s$: what the line leaves")
+    for ax in (left, right):
+        ax.set_xlabel(r"$\hat{x}$")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- training recipes
+
+def recipe_augmented_data():
+    from cycnn.recipes import RECIPES, make_augment
+
+    (x, y), _ = cycnn.datasets.load_digits()
+    aug = make_augment(RECIPES["digits"])
+    rng = np.random.default_rng(0)
+    rows = [x[:8, 0]] + [aug(x[:8], rng)[:, 0] for _ in range(3)]
+    return {"rows": np.stack(rows), "labels": y[:8]}
+
+
+def recipe_augmented_draw(d, path):
+    plt = _plt()
+    rows = d["rows"]
+    fig, axes = plt.subplots(len(rows), rows.shape[1], figsize=(7.6, 4.2))
+    for r in range(len(rows)):
+        for k in range(rows.shape[1]):
+            ax = axes[r, k]
+            ax.imshow(rows[r, k], cmap="gray_r", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(str(int(d["labels"][k])))
+        axes[r, 0].set_ylabel("original" if r == 0 else f"draw {r}", fontsize=12)
+    fig.tight_layout(h_pad=0.3, w_pad=0.3)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
 #: name -> (data, draw, the images it writes)
 FIGURES = {
     "sliding_window": (sliding_window_data, sliding_window_draw, ["sliding_window.gif"]),
@@ -758,6 +829,9 @@ FIGURES = {
     "training": (training_data, training_draw,
                  ["training_curves.png", "training_predictions.png", "training_filters.png",
                   "training_feature_maps.png"]),
+    "batch_norm_backward": (batch_norm_backward_data, batch_norm_backward_draw,
+                            ["batch_norm_backward.png"]),
+    "recipe_augmented": (recipe_augmented_data, recipe_augmented_draw, ["recipe_augmented.png"]),
 }
 
 
