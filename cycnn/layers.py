@@ -717,6 +717,8 @@ class LeakyReLU(Layer):
     negative_slope : float, default 0.01
     """
 
+    per_sample = True
+
     def __init__(self, negative_slope=0.01):
         super().__init__()
         self.negative_slope = as_real("LeakyReLU", "negative_slope", negative_slope)
@@ -736,6 +738,8 @@ class LeakyReLU(Layer):
 class Tanh(Layer):
     """``y = tanh(x)``; the backward pass ``dx = dy * (1 - y**2)`` keeps only ``y``."""
 
+    per_sample = True
+
     def forward(self, x):
         y = tanh_forward(x)
         self._keep(y)
@@ -751,6 +755,8 @@ class Tanh(Layer):
 
 class Sigmoid(Layer):
     """``y = 1 / (1 + exp(-x))``; the backward pass ``dx = dy * y * (1 - y)`` keeps ``y``."""
+
+    per_sample = True
 
     def forward(self, x):
         y = sigmoid_forward(x)
@@ -771,6 +777,8 @@ class GlobalAvgPool2D(Layer):
     PyTorch's ``AdaptiveAvgPool2d(1)`` (follow it with :class:`Flatten` before a
     :class:`Dense` layer). Each input receives ``1 / (H*W)`` of its channel's gradient.
     """
+
+    per_sample = True
 
     def forward(self, x):
         y = global_avg_pool2d_forward(x)
