@@ -27,6 +27,24 @@ needs_openmp = pytest.mark.skipif(
 
 
 @pytest.fixture
+def one_thread():
+    """Run a test on one thread (modules that compare bits or time tiny runs use it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import cycnn
+    old = cycnn.get_num_threads()
+    cycnn.set_num_threads(1)
+    yield
+    cycnn.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The bundled digits, loaded once per module."""
+    import cycnn
+    return cycnn.datasets.load_digits()
+
+
+@pytest.fixture
 def always_parallel(monkeypatch):
     """Lower the size thresholds below which cycnn's loops stay on one thread, so that
     ``threads=2`` really runs two threads even on the small arrays of a test."""

@@ -21,12 +21,7 @@ ALGORITHMS = pytest.mark.parametrize("algorithm", ["direct", "im2col"])
 MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = cycnn.get_num_threads()
-    cycnn.set_num_threads(1)
-    yield
-    cycnn.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def draw(count, seed):

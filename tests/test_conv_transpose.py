@@ -20,12 +20,7 @@ from cycnn import reference
 ALGORITHMS = pytest.mark.parametrize("algorithm", ["direct", "im2col"])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = cycnn.get_num_threads()
-    cycnn.set_num_threads(1)
-    yield
-    cycnn.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def draw(count, seed):

@@ -33,18 +33,8 @@ from cycnn import (
     to_torch,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = cycnn.get_num_threads()
-    cycnn.set_num_threads(1)
-    yield
-    cycnn.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return cycnn.datasets.load_digits()
 
 
 def every_layer(dtype=np.float32):

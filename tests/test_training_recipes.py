@@ -24,19 +24,9 @@ from cycnn import (
 from cycnn.recipes import RECIPES, build
 from cycnn.schedules import get_scheduler
 
+# bit-identical comparisons need a fixed thread count: one, here (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Bit-identical comparisons need a fixed thread count: one, here."""
-    old = cycnn.get_num_threads()
-    cycnn.set_num_threads(1)
-    yield
-    cycnn.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return cycnn.datasets.load_digits()
 
 
 # --------------------------------------------------------------------------- schedules
