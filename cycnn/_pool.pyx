@@ -142,17 +142,21 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
                        int threads):
     cdef Py_ssize_t NC = y.shape[0], OH = y.shape[1], OW = y.shape[2]
     cdef Py_ssize_t nc, i, j, p, q
-    cdef floating acc
     cdef floating area = <floating>(KH * KW)
     # y[n,c,i,j] = (1 / (KH*KW)) * sum_{p,q} x[n, c, i*sh+p, j*sw+q]
+    # The sums of one output row grow tap by tap, j innermost: the adds of neighbouring
+    # windows are independent, where one window at a time is a chain of KH*KW dependent
+    # adds (in the same order, so the result is the same to the bit).
     for nc in prange(NC, nogil=True, num_threads=threads, schedule="static"):
         for i in range(OH):
             for j in range(OW):
-                acc = 0
-                for p in range(KH):
-                    for q in range(KW):
-                        acc = acc + x[nc, i * sh + p, j * sw + q]
-                y[nc, i, j] = acc / area
+                y[nc, i, j] = 0
+            for p in range(KH):
+                for q in range(KW):
+                    for j in range(OW):
+                        y[nc, i, j] += x[nc, i * sh + p, j * sw + q]
+            for j in range(OW):
+                y[nc, i, j] = y[nc, i, j] / area
 
 
 def avg_pool2d_forward_clipped(const floating[:, :, ::1] x, floating[:, :, ::1] y,
