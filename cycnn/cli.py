@@ -36,6 +36,7 @@ from .recipes import (
     SCHEDULES,
     build,
     make_augment,
+    make_loss,
     make_optimizer,
 )
 from .zoo import MODELS
@@ -141,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
                    default=None, metavar="WD",
                    help=f"weight decay: L2 for sgd and adam, decoupled for adamw (default: "
                         f"{digits['weight_decay']})")
+    t.add_argument("--label-smoothing", type=_option("--label-smoothing", float, as_real, 0.0,
+                                                     1.0, hi_open=True),
+                   default=None, metavar="EPS",
+                   help=f"train against targets mixed with the uniform distribution, "
+                        f"(1 - EPS) x one-hot + EPS / classes; EPS in [0, 1) (default: "
+                        f"{digits['label_smoothing']} for digits and mnist, 0 for "
+                        "fashion-mnist)")
     t.add_argument("--schedule", choices=SCHEDULES, default=None,
                    help=f"learning-rate schedule over the whole run, stepped every batch "
                         f"(default: {digits['schedule']})")
@@ -281,9 +289,12 @@ def _load(path, what="checkpoint"):
 def _recipe(args, base):
     """``base`` (a recipe) with each option the command line gave applied."""
     recipe = dict(base)
+    if args.model is not None and args.model != recipe["model"]:
+        recipe["model_options"] = {}  # the options are the recipe's network's
     given = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
              "momentum": args.momentum, "nesterov": args.nesterov,
-             "weight_decay": args.weight_decay, "schedule": args.schedule}
+             "weight_decay": args.weight_decay, "schedule": args.schedule,
+             "label_smoothing": args.label_smoothing}
     recipe.update({k: v for k, v in given.items() if v is not None})
     if args.optimizer is not None and args.optimizer != recipe["optimizer"]:
         recipe["optimizer"] = args.optimizer
@@ -300,6 +311,8 @@ def _describe(recipe, optimizer, scheduler, augment):
     parts.append(f"{recipe['schedule']} schedule" if scheduler is not None
                  else "constant learning rate")
     parts.append(repr(augment) if augment is not None else "no augmentation")
+    if recipe.get("label_smoothing"):
+        parts.append(f"label smoothing {recipe['label_smoothing']:g}")
     return ", ".join(parts)
 
 
@@ -404,7 +417,7 @@ def _train(args) -> int:
                      verbose=2 if args.no_progress else 1,
                      validation_data=(x_test, y_test) if args.plot is not None else None,
                      on_epoch_end=lambda e, h: checkpoint(e + 1, h),
-                     augment=augment, scheduler=scheduler)
+                     augment=augment, scheduler=scheduler, loss=make_loss(recipe))
     seconds = time.perf_counter() - t0
     if hist.interrupted:
         checkpoint(hist.epochs_completed, hist)

@@ -40,7 +40,7 @@ def test_help_is_clear(capsys):
                 "--threads", "--save", "--resume", "--model {lenet5,convnet}",
                 "--schedule {constant,step,cosine,onecycle,warmup-cosine}",
                 "--augment, --no-augment", "--nesterov, --no-nesterov", "--weight-decay",
-                "--plot", "digits recipe"):
+                "--label-smoothing", "--plot", "digits recipe"):
         assert opt in out, opt
 
 
@@ -54,13 +54,28 @@ def test_train_one_epoch_reports_accuracy_time_and_file(tmp_path, capsys):
     ck = cycnn.load_checkpoint(path)
     model, opt, meta = ck
     assert meta["epochs_completed"] == 1 and meta["dataset"] == "digits"
-    assert type(opt).__name__ == "SGD" and opt.nesterov and opt.weight_decay == 5e-4
-    assert meta["recipe"] == dict(cycnn.recipes.RECIPES["digits"], model="lenet5", epochs=1)
-    assert type(ck.scheduler).__name__ == "OneCycleLR" and ck.scheduler.last_step == 63
+    assert type(opt).__name__ == "SGD" and opt.nesterov and opt.weight_decay == 1e-3
+    assert meta["recipe"] == dict(cycnn.recipes.RECIPES["digits"], model="lenet5",
+                                  model_options={}, epochs=1)
+    assert type(ck.scheduler).__name__ == "OneCycleLR" and ck.scheduler.last_step == 32
     assert "OneCycleLR" not in cap.out and "onecycle schedule" in cap.out
-    assert "RandomAffine(degrees=15" in cap.out
+    assert "RandomAffine(degrees=" in cap.out and "label smoothing 0.1" in cap.out
     acc = model.evaluate(*cycnn.datasets.load_digits()[1])[1]
     assert f"test accuracy {100 * acc:.2f}%" in cap.out
+
+
+def test_label_smoothing_reaches_the_loss(tmp_path, capsys):
+    """The option is trained with, not only recorded: the gradient of a smoothed target
+    differs from the one-hot one, so one epoch ends at other weights."""
+    paths = {eps: tmp_path / f"ls{eps}.npz" for eps in ("0", "0.3")}
+    for eps, path in paths.items():
+        assert main(["train", *FAST, "--label-smoothing", eps, "--save", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "label smoothing 0.3" in out and "label smoothing 0," not in out
+    smooth, plain = (cycnn.load_checkpoint(paths[e]) for e in ("0.3", "0"))
+    assert smooth.meta["recipe"]["label_smoothing"] == 0.3
+    w = "0.weight"
+    assert not np.allclose(smooth.model.state_dict()[w], plain.model.state_dict()[w])
 
 
 def test_same_seed_and_threads_give_identical_weights_and_resume_continues(tmp_path, capsys):
@@ -152,17 +167,18 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 
 
 @pytest.mark.slow
-def test_default_run_reaches_98_percent(tmp_path):
+def test_default_run_reaches_98_5_percent(tmp_path):
     """The acceptance run: `cycnn train` with every default (the digits recipe, seed 0,
-    all cores). Measured on an idle 2-core Xeon: 98.60 % for seed 0 (97.90 and 98.40 % for
-    seeds 1 and 2, see docs/training-recipes.md), short of the 99 % issue 13 aims for on
-    these 1,000 digits; this asserts what the recipe does reach, 2 points above 0.1's run."""
+    all cores). Measured on an idle 2-core Xeon: 99.10 % for seed 0 (98.80 and 99.10 % for
+    seeds 1 and 2, 98.8 and 98.9 % for seeds 3 and 4 on one thread; see
+    docs/training-recipes.md). Another CPU or thread count sums in another order and
+    lands like another seed, so this asserts 98.5 %, below the lowest of those five."""
     r = subprocess.run([sys.executable, "-m", "cycnn", "train"], capture_output=True,
                        text=True, timeout=1800, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     line = next(s for s in r.stdout.splitlines() if s.startswith("test accuracy"))
     acc = float(line.split()[2].rstrip("%"))
-    assert acc >= 98.0, r.stdout
+    assert acc >= 98.5, r.stdout
     assert (tmp_path / "cycnn-digits.npz").is_file()
     assert "weights saved to cycnn-digits.npz" in r.stdout
 
@@ -232,7 +248,7 @@ def test_resume_keeps_the_recipe_and_refuses_to_stretch_its_schedule(trained, tm
         (["--epochs", "3"], "schedule of 2 epochs, which cannot be extended"),
         (["--epochs", "3", "--lr", "0.5"], "sets the learning rate; drop --lr"),
         (["--epochs", "3", "--model", "convnet"], "trained with --model lenet5"),
-        (["--epochs", "3", "--batch-size", "8"], "trained with --batch-size 64"),
+        (["--epochs", "3", "--batch-size", "8"], "trained with --batch-size 128"),
     ]:
         with pytest.raises(SystemExit) as e:
             main(["train", "--threads", "1", "--no-progress", "--resume", str(path), *args])
@@ -245,7 +261,8 @@ def test_resume_keeps_the_recipe_and_refuses_to_stretch_its_schedule(trained, tm
     (["--schedule", "linear"], "invalid choice: 'linear'"),
     (["--weight-decay", "-1"], "--weight-decay must be a finite number >= 0"),
     (["--model", "resnet"], "invalid choice: 'resnet'"),
-], ids=["plot-dir", "schedule", "weight-decay", "model"])
+    (["--label-smoothing", "1"], "--label-smoothing must be a finite number in [0, 1)"),
+], ids=["plot-dir", "schedule", "weight-decay", "model", "label-smoothing"])
 def test_more_usage_errors(capsys, args, message):
     with pytest.raises(SystemExit) as e:
         main(["train", *FAST, "--no-save", *args])

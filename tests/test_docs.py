@@ -425,7 +425,7 @@ INCLUDES = {
     "cycnn/_norm.pyx:@batch_stats": ["prange(C", "d = x[n, c, k] - m", "var[c] = s / (N * L)"],
     "cycnn/layers.py:@_BatchNorm.forward": ["batch_norm_forward(", "num_batches_tracked"],
     "cycnn/dropout.py:@dropout_forward": ["rng.random(x.shape", "1 / (1 - p)"],
-    "cycnn/recipes.py:@build": ["MODELS[recipe[\"model\"]](seed, dtype)",
+    "cycnn/recipes.py:@build": ["MODELS[recipe[\"model\"]](seed, dtype, **recipe.get(",
                                 "make_schedule(recipe, optimizer, n_train)"],
     "cycnn/augment.py:@affine_warp": ["np.clip(", "flat.take(top)", "flat.take(top + Wp + 1)"],
     "cycnn/schedules.py:@OneCycleLR._phase": ["for k, (end, lr0, lr1, m0, m1)",

@@ -53,7 +53,7 @@ ALLOWED = {
     "checkpoint": {"_io", "_validate", "layers", "model", "optim", "schedules"},
     "interop": {"_io", "layers", "model"},
     "zoo": {"_validate", "layers", "model"},
-    "recipes": {"augment", "optim", "schedules", "zoo"},
+    "recipes": {"augment", "layers", "optim", "schedules", "zoo"},
     # image files as model input, and matplotlib drawings: NumPy (and Pillow, matplotlib)
     "images": set(),
     "plots": set(),

@@ -21,7 +21,7 @@ from cycnn import (
     affine_warp,
     lenet5,
 )
-from cycnn.recipes import RECIPES, build
+from cycnn.recipes import RECIPES, build, make_loss
 from cycnn.schedules import get_scheduler
 
 # bit-identical comparisons need a fixed thread count: one, here (tests/conftest.py)
@@ -273,8 +273,11 @@ def test_recipe_builds_what_it_says(digits):
     assert isinstance(sched, OneCycleLR) and sched.max_lr == r["lr"]
     assert sched.total_steps == r["epochs"] * math.ceil(4000 / r["batch_size"])
     assert aug.degrees == r["augment"]["degrees"]
-    assert repr(model) == repr(cycnn.zoo.MODELS[r["model"]](0))
+    assert repr(model) == repr(cycnn.zoo.MODELS[r["model"]](0, **r["model_options"]))
+    assert model.num_params != cycnn.zoo.MODELS[r["model"]](0).num_params  # options used
     assert build(RECIPES["fashion-mnist"], 60000)[3] is None  # no augmentation there
+    assert make_loss(r).options["label_smoothing"] == r["label_smoothing"] > 0
+    assert make_loss({}).options["label_smoothing"] == 0.0  # a recipe from before the entry
 
 
 def _small_recipe(**change):
