@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
             "With no options it trains on the 5,000 MNIST digits bundled with cycnn "
             "(4,000 train / 1,000 test) with the digits recipe: the convnet model (two "
             "conv + batch-norm blocks, dropout), SGD with Nesterov momentum and weight "
-            "decay, a one-cycle learning-rate schedule and random affine augmentation. "
+            "decay, a one-cycle learning-rate schedule, random affine augmentation and "
+            "label smoothing. "
             "Every option overrides one entry of the data set's recipe. A checkpoint is "
             "written after every epoch; Ctrl-C stops after the current batch and saves.",
             78),
