@@ -18,23 +18,11 @@ from cycnn import (
     lenet5,
     load_checkpoint,
 )
-from cycnn.datasets import load_digits
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Train on one thread: with two, OpenMP's spinning workers can fight NumPy's
-    OpenBLAS workers (imported before cycnn here) and make these tiny runs crawl on a
-    busy machine. Thread counts are exercised in test_two_threads_reproducible."""
-    old = cycnn.get_num_threads()
-    cycnn.set_num_threads(1)
-    yield
-    cycnn.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
+# Train on one thread (conftest's fixture): with two, OpenMP's spinning workers can fight
+# NumPy's OpenBLAS workers and make these tiny runs crawl on a busy machine. Thread counts
+# are exercised in test_two_threads_reproducible. `digits` is conftest's too.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
