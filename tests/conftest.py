@@ -48,12 +48,16 @@ def digits():
 def always_parallel(monkeypatch):
     """Lower the size thresholds below which cycnn's loops stay on one thread, so that
     ``threads=2`` really runs two threads even on the small arrays of a test."""
+    import cycnn.activations
     import cycnn.conv
+    import cycnn.norm
     import cycnn.pool
 
     monkeypatch.setattr(cycnn.conv, "PARALLEL_MIN_ELEMENTS", 0)
     monkeypatch.setattr(cycnn.conv, "FAST_PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(cycnn.pool, "PARALLEL_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cycnn.norm, "PARALLEL_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cycnn.activations, "PARALLEL_MIN_ELEMENTS", 0)
 
 
 def needs_browser(executable, what):

@@ -51,6 +51,33 @@ def test_relu_gradcheck(rng):
     gradcheck(relu_forward, away_from_zero(rng, (4, 3, 5)), relu_backward)
 
 
+@DTYPES
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_relu_backward_loop_is_the_rule_on_every_length_and_thread_count(rng, dtype, threads):
+    """The compiled loop (cycnn/_act.pyx), called directly so that short arrays are split
+    across threads too: every block boundary, every length up to a few vectors, and the
+    special values, against NumPy's spelling of the rule."""
+    from cycnn import activations
+
+    special = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30, -1e-30], dtype)
+    for n in list(range(0, 70)) + [1000, 4099]:
+        x = rng.standard_normal(n).astype(dtype)
+        dy = rng.standard_normal(n).astype(dtype)
+        x[: min(n, 7)] = special[: min(n, 7)]
+        dy[-min(n, 7):] = special[: min(n, 7)] if n else dy[:0]
+        dx = np.full(n, 7.0, dtype)  # anything the loop fails to write shows
+        activations._act.relu_backward(dy, x, dx, threads)
+        np.testing.assert_array_equal(dx, np.where(x > 0, dy, 0))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_relu_backward_takes_any_layout_and_shape(rng, order):
+    x = np.asarray(rng.standard_normal((3, 4, 5)), order=order)[:, ::2]
+    dy = np.asarray(rng.standard_normal((3, 4, 5)), order=order)[:, ::2]
+    np.testing.assert_array_equal(relu_backward(dy, x), np.where(x > 0, dy, 0))
+    assert relu_backward(np.float64(2.0), np.float64(1.0)) == 2.0  # 0-d
+
+
 def test_relu_backward_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match=r"relu_backward: dy must have the shape of x; got "
                                          r"dy.shape=\(3,\), x.shape=\(4,\)"):

@@ -392,7 +392,7 @@ INCLUDES = {
     "cycnn/_pool.pyx:@avg_pool2d_backward": [
         "share = dy[nc, i, j] / area", "dx[nc, i * sh + p, j * sw + q] += share",
     ],
-    "cycnn/activations.py:@relu_backward": ["np.where(x > 0, dy"],
+    "cycnn/_act.pyx:@_relu_backward_run": ["dx[i] = dy[i] if x[i] > 0 else 0"],
     "cycnn/dense.py:@dense_backward": ["dy @ w, dy.T @ x, dy.sum(axis=0)"],
     "cycnn/activations.py:@log_softmax": ["z.max(axis=axis, keepdims=True)",
                                           "np.log(np.exp(shifted)"],

@@ -35,7 +35,7 @@ ALLOWED = {
     "dropout": {"_validate"},
     "augment": {"_validate"},
     "metrics": {"_validate"},
-    "activations": {"_validate"},
+    "activations": {"_dispatch", "_threads", "_validate"},
     "dense": {"_validate"},
     "losses": {"_validate", "activations"},
     "gradcheck": {"_validate"},
