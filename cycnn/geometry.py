@@ -519,6 +519,52 @@ def as_batch(x):
     return (x, True) if x.ndim == 4 else (x[None], False)
 
 
+#: stands for "an array of this shape" in the keys of :func:`_remembered`
+_ARRAY = object()
+
+
+def _token(v):
+    """A hashable stand-in for an argument of a shape check, with every type in it (so
+    ``True`` and ``1``, or ``1`` and ``np.int64(1)``, which the checks treat differently,
+    never share one), or None for an argument it cannot stand for."""
+    t = type(v)
+    if t is np.ndarray:
+        return (_ARRAY, v.shape)
+    if t in (int, bool, str, type(None)):
+        return (t, v)
+    if t is tuple:
+        parts = tuple(_token(e) for e in v)
+        return None if any(p is None for p in parts) else (tuple, parts)
+    return None
+
+
+def _remembered(check):
+    """``check`` that keeps its answers, for checks that depend on their arguments' values
+    and on arrays' shapes alone.
+
+    A layer asks the same question of every batch (tens of microseconds of Python each
+    time, a few percent of a LeNet step); a question seen before gets its first answer
+    back. Only answers are kept, never errors, so bad input is checked every time, and
+    arguments of any other type (lists, NumPy scalars, keywords) are checked every time.
+    """
+    seen = {}
+
+    @functools.wraps(check)
+    def remembered(func, *args, **kwargs):
+        key = None if kwargs else _token((func, *args))
+        if key is None:
+            return check(func, *args, **kwargs)
+        answer = seen.get(key)
+        if answer is None:
+            answer = check(func, *args)
+            if len(seen) >= 256:
+                seen.clear()
+            seen[key] = answer
+        return answer
+
+    return remembered
+
+
 class ConvGeometry(NamedTuple):
     """What :func:`check_conv_args` read from a convolution's arguments."""
 
@@ -542,6 +588,7 @@ def _check_groups(func, groups, C, F, x, w, f_name="F", f_what="filters"):
     return g
 
 
+@_remembered
 def check_conv_args(func, x, w, b, stride, padding, dilation=1, groups=1,
                     padding_mode="zeros"):
     """Check the arguments shared by a convolution's forward and backward passes.
@@ -708,6 +755,7 @@ def check_avg_pool_options(func, count_include_pad, divisor_override):
     return bool(count_include_pad), divisor_override
 
 
+@_remembered
 def pool_geometry(func, x_shape, size, stride, padding=0, dilation=1, ceil_mode=False):
     """:func:`check_pool_args` for an input of shape ``x_shape`` (3 or 4 axes)."""
     if 0 in x_shape[-3:]:

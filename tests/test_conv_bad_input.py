@@ -303,3 +303,30 @@ def test_unknown_algorithm(func):
     with raises(ValueError, func, r"algorithm must be one of "
                                   r"\('auto', 'direct', 'im2col', 'fast'\), got 'winograd'"):
         ROUTES[func](X, W, algorithm="winograd")
+
+
+# --------------------------------------------------------------------------- remembered answers
+
+def test_a_remembered_answer_never_lets_bad_input_through():
+    """check_conv_args and pool_geometry keep the answers they gave (geometry._remembered):
+    after a good call, the same shapes with a bad argument, or a stand-in that equals a
+    good one (True == 1, 1.0 == 1), are still refused, each time."""
+    from cycnn.geometry import check_conv_args, pool_geometry
+
+    good = check_conv_args("f", X, W, B, 1, 0)
+    assert check_conv_args("f", X, W, B, 1, 0) is good  # remembered
+    assert check_conv_args("f", X, W, B, (1, 1), 0) == good  # another key, same answer
+    for _ in range(2):
+        for stride in (True, 1.0):
+            with pytest.raises(TypeError, match="f: stride must be an integer"):
+                check_conv_args("f", X, W, B, stride, 0)
+        with pytest.raises(ValueError, match="b must have shape"):
+            check_conv_args("f", X, W, np.ones(5), 1, 0)
+        with pytest.raises(ValueError, match="x has C=2 channels"):
+            check_conv_args("f", X[:, :2], W, B, 1, 0)
+    assert pool_geometry("g", (2, 3, 8, 8), 2, None).yshape == (2, 3, 4, 4)
+    for _ in range(2):
+        with pytest.raises(TypeError, match="ceil_mode must be True or False"):
+            pool_geometry("g", (2, 3, 8, 8), 2, None, 0, 1, 0)
+        with pytest.raises(ValueError, match="padding=\\(2, 2\\) must be at most half"):
+            pool_geometry("g", (2, 3, 8, 8), 2, None, 2)
