@@ -10,13 +10,17 @@ threadpoolctl), so that cycnn's OpenMP loops and BLAS never ask for more threads
 the caller allowed. Both run one after the other, never nested, so they do not
 oversubscribe the cores. While a model trains (``fit``), BLAS runs on the calling thread
 alone (:func:`blas_threads`): the dense layers' products are small, and two pools of
-threads taking turns on the same cores cost more than the second core gives.
+threads taking turns on the same cores cost more than the second core gives. And
+:class:`StepThreads` checks now and then that its steps gain from the threads at all,
+and runs them on one thread while they do not.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import threading
+import time
 from contextlib import contextmanager
 
 from ._validate import as_int
@@ -149,3 +153,61 @@ def threads_for(elements: int, nt: int, minimum: int) -> int:
     faster on the calling thread alone.
     """
     return nt if elements >= minimum else 1
+
+
+#: whether a training loop on several threads checks, now and then, that they pay
+#: (``CYCNN_ADAPTIVE_THREADS=0`` in the environment keeps every step on all of them)
+ADAPTIVE = os.environ.get("CYCNN_ADAPTIVE_THREADS", "1") not in ("", "0")
+
+
+class StepThreads:
+    """The thread count for each step of a training loop: ``n``, or 1 while one thread is
+    faster on this machine.
+
+    A second thread pays only when its CPU is there when a parallel loop needs it. On a
+    machine loaded with other work, or on a virtual machine whose host hands an idle
+    virtual CPU to other guests, waking it can cost more than it does: measured on a
+    2-CPU VM, an epoch took 2.5x longer on two threads than on one. So every ``period``
+    steps the loop times ``probes`` steps on ``n`` threads, then as many on one, and runs
+    the rest of the period on the faster (per sample, median of the probes: the first
+    step after a switch, which may wake a sleeping CPU, does not decide alone).
+
+    This changes no result: the kernels a training step runs give the same bits on any
+    thread count (each output is summed by one thread, in an order fixed by the shapes;
+    tests/test_threads.py checks a whole fit), so the timings decide the speed alone.
+    ``adaptive=False`` (what a model whose steps depend on the thread count asks for)
+    keeps every step on ``n``; ``clock`` is the timer (a test passes its own).
+    """
+
+    def __init__(self, n, period=200, probes=3, adaptive=True, clock=time.perf_counter):
+        self.n, self.period, self.probes, self.clock = n, period, probes, clock
+        self.adaptive = adaptive and ADAPTIVE and n > 1
+        self.count = 0  # steps begun
+        self.choice = n
+        self._seconds = {}  # thread count -> seconds per sample of this period's probes
+
+    def _probing(self):
+        k = self.count % self.period
+        return 1 <= k <= 2 * self.probes  # step 0 of a fit warms up and is not timed
+
+    @contextmanager
+    def step(self, samples):
+        """Run one step of ``samples`` samples inside the block on the chosen count."""
+        if not self.adaptive:
+            yield
+            return
+        probing = self._probing()
+        if probing:  # a block of probes on n threads, then one on a single thread
+            threads = self.n if self.count % self.period <= self.probes else 1
+        else:
+            threads = self.choice
+        t0 = self.clock()
+        with pinned(threads):
+            yield
+        self.count += 1
+        if probing:
+            self._seconds.setdefault(threads, []).append((self.clock() - t0) / samples)
+            if not self._probing():  # that was the last probe: choose
+                one, many = (statistics.median(self._seconds[k]) for k in (1, self.n))
+                self.choice = self.n if many <= one else 1
+                self._seconds = {}

@@ -114,6 +114,14 @@ class Sequential:
     def num_params(self) -> int:
         return sum(layer.num_params for layer in self.layers)
 
+    @property
+    def steps_depend_on_threads(self) -> bool:
+        """Whether a training step's result (to the last bit) depends on the thread count:
+        only when steps are cut into one shard per thread (``CYCNN_SHARD_STEPS=1``), which
+        adds the shards' gradients in another order. Otherwise every loop a step runs
+        gives the same bits on any number of threads."""
+        return _sharding.ENABLED and all(layer.per_sample for layer in self.layers)
+
     # ---------------------------------------------------------------- parameters
     def parameters(self) -> dict:
         """The live parameter arrays under their state_dict names (an optimizer updates

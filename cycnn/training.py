@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from ._threads import blas_threads
+from ._threads import StepThreads, blas_threads, get_num_threads
 from ._validate import as_int
 from .layers import SoftmaxCrossEntropy
 from .optim import Optimizer
@@ -144,6 +144,7 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=No
     history.epochs_completed = initial_epoch
     xbuf = np.empty((min(batch_size, N), *x.shape[1:]), x.dtype) if shuffle else None
     stop = _Interrupt()
+    threads = StepThreads(get_num_threads(), adaptive=not model.steps_depend_on_threads)
     with stop, blas_threads(1):
         for epoch in range(initial_epoch, epochs):
             order = epoch_order(N, seed, epoch) if shuffle else None
@@ -161,7 +162,8 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=No
                     xb, yb = x[s:s + batch_size], y[s:s + batch_size]
                 if augment is not None:
                     xb = augment(xb, aug_rng)
-                batch_loss, batch_correct = model.train_step(xb, yb, optimizer, loss)
+                with threads.step(yb.shape[0]):  # on all threads, or on one if it is faster
+                    batch_loss, batch_correct = model.train_step(xb, yb, optimizer, loss)
                 if scheduler is not None:
                     scheduler.step()
                 total_loss += batch_loss * yb.shape[0]

@@ -5,6 +5,7 @@ index owns its output slice and adds its terms in the same order whatever the th
 count, and the BLAS call of the im2col route is the same call either way (``threads=``
 sets only cycnn's own loops), so equal inputs give equal bits."""
 
+import contextlib
 import multiprocessing
 import os
 import subprocess
@@ -17,8 +18,9 @@ import pytest
 import cycnn
 import cycnn.conv
 import cycnn.pool
+import cycnn.training
 from conftest import needs_openmp
-from cycnn import _sharding
+from cycnn import _sharding, _threads
 
 
 def test_threads_for_uses_one_thread_below_the_threshold():
@@ -282,3 +284,125 @@ def test_the_built_in_layers_say_whether_they_are_per_sample():
     whole_batch = {name for name, cls in LAYERS.items() if not cls.per_sample}
     assert whole_batch == {"BatchNorm1D", "BatchNorm2D", "Dropout"}
     assert not cycnn.Layer.per_sample  # a new layer is whole-batch until it says otherwise
+
+
+# --------------------------------------------------------------------------- StepThreads
+
+def _every_route(seed=0, dtype=np.float64):
+    """The fast convolution route and the im2col one, batch norm of both kinds, dropout,
+    both poolings, a transposed convolution and the activations with compiled masks."""
+    return cycnn.Sequential(
+        cycnn.Conv2D(1, 6, 3, rng=seed, dtype=dtype), cycnn.BatchNorm2D(6, dtype=dtype),
+        cycnn.ReLU(), cycnn.MaxPool2D(2),
+        cycnn.Conv2D(6, 4, 3, padding=1, groups=2, padding_mode="reflect", rng=seed + 1,
+                     dtype=dtype), cycnn.LeakyReLU(), cycnn.AvgPool2D(2),
+        cycnn.ConvTranspose2D(4, 2, 2, stride=2, rng=seed + 2, dtype=dtype), cycnn.Flatten(),
+        cycnn.Dropout(0.3), cycnn.Dense(32, 12, rng=seed + 3, dtype=dtype),
+        cycnn.BatchNorm1D(12, dtype=dtype), cycnn.ReLU(),
+        cycnn.Dense(12, 3, rng=seed + 4, dtype=dtype))
+
+
+@needs_openmp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_a_fit_is_the_same_bits_whatever_threads_its_steps_take(always_parallel, dtype,
+                                                                 monkeypatch):
+    """StepThreads may move any step of a fit between n threads and one; that is only
+    allowed because no result depends on it. Here the steps hop between 1, 2 and 3
+    threads and must give the bits of a fit on one thread."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((56, 1, 12, 12)).astype(dtype)
+    y = rng.integers(0, 3, 56)
+
+    class Hopping(_threads.StepThreads):
+        hops = [3, 1, 2, 1, 3, 3, 2]
+
+        @contextlib.contextmanager
+        def step(self, samples):
+            with _threads.pinned(self.hops[self.count % len(self.hops)]):
+                yield
+            self.count += 1
+
+    runs = []
+    for hopping in (False, True):
+        if hopping:
+            monkeypatch.setattr(cycnn.training, "StepThreads", Hopping)
+        cycnn.set_num_threads(1)
+        try:
+            model = _every_route(dtype=dtype)
+            h = model.fit(x, y, epochs=2, batch_size=8, optimizer=cycnn.SGD(0.05, momentum=0.9))
+        finally:
+            cycnn.set_num_threads(_threads._cores())
+        runs.append((h["loss"], model.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    assert runs[0][1].keys() == runs[1][1].keys()
+    for k in runs[0][1]:
+        np.testing.assert_array_equal(runs[1][1][k], runs[0][1][k], err_msg=k)
+
+
+def _steps(st, costs, n_steps):
+    """Run ``n_steps`` steps of ``st`` on a fake clock: a step on t threads takes
+    ``costs(step)[t]`` seconds. Returns the thread count each step ran on."""
+    used = []
+    for step in range(n_steps):
+        with st.step(8):
+            used.append(cycnn.get_num_threads())
+            st.clock.now += costs(step)[used[-1]]
+    return used
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_step_threads_takes_one_thread_while_it_is_faster(monkeypatch):
+    monkeypatch.setattr(_threads, "ADAPTIVE", True)
+    st = _threads.StepThreads(4, period=10, probes=2, clock=_Clock())
+    slow_then_fast = lambda step: {1: 1.0, 4: 2.0} if step < 10 else {1: 2.0, 4: 1.0}  # noqa: E731
+    used = _steps(st, slow_then_fast, 25)
+    # step 0 warms up; 2 probes on 4 threads, 2 on one; the rest of the period on the faster
+    assert used[:10] == [4, 4, 4, 1, 1, 1, 1, 1, 1, 1]
+    assert used[10:20] == [1, 4, 4, 1, 1, 4, 4, 4, 4, 4]
+    assert used[20:] == [4, 4, 4, 1, 1]
+
+
+@pytest.mark.parametrize("why", ["adaptive=False", "one thread", "CYCNN_ADAPTIVE_THREADS=0"])
+def test_step_threads_keeps_n_when_told_to(monkeypatch, why):
+    monkeypatch.setattr(_threads, "ADAPTIVE", why != "CYCNN_ADAPTIVE_THREADS=0")
+    n = 1 if why == "one thread" else 3
+    st = _threads.StepThreads(n, period=10, probes=2, adaptive=why != "adaptive=False",
+                              clock=_Clock())
+    cycnn.set_num_threads(n)  # as fit does: n is the default it found
+    try:
+        assert _steps(st, lambda step: {1: 1.0, n: 5.0}, 20) == [n] * 20
+    finally:
+        cycnn.set_num_threads(_threads._cores())
+
+
+def test_sharded_steps_are_never_moved_between_thread_counts(shards_on):
+    assert _net().steps_depend_on_threads
+    assert not _net_of_every_kind().steps_depend_on_threads or \
+        all(layer.per_sample for layer in _net_of_every_kind().layers)
+
+
+def test_a_fit_asks_step_threads_for_every_step(monkeypatch):
+    seen = []
+
+    class Counting(_threads.StepThreads):
+        @contextlib.contextmanager
+        def step(self, samples):
+            seen.append((self.n, self.adaptive, samples))
+            yield
+
+    monkeypatch.setattr(cycnn.training, "StepThreads", Counting)
+    monkeypatch.setattr(_threads, "ADAPTIVE", True)
+    cycnn.set_num_threads(2)
+    try:
+        _net().fit(np.zeros((20, 1, 10, 10)), np.zeros(20, int), batch_size=8,
+                   optimizer=cycnn.SGD(0.1))
+    finally:
+        cycnn.set_num_threads(_threads._cores())
+    assert seen == [(2, True, 8), (2, True, 8), (2, True, 4)]
