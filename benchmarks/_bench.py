@@ -126,6 +126,30 @@ def load_average():
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def cpu_ticks():
+    """``(steal, total)``: the machine's CPU time so far in clock ticks, from the first line
+    of ``/proc/stat``, and how much of it the hypervisor gave to other guests (steal), or
+    None where there is no such file. Take two readings around a timed run and pass them
+    to :func:`steal_percent`."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice, already in user]
+    return (fields[7], sum(fields[:8])) if len(fields) >= 8 else None
+
+
+def steal_percent(before, after):
+    """Share of the machine's CPU time between two :func:`cpu_ticks` readings that the
+    hypervisor took away (steal), in percent, or None where it cannot be read. A virtual
+    machine's threads stall while their CPU is stolen, and a 2-thread loop waits for the
+    slower thread: a run with a few percent of steal says little about threads."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])
+
+
 def header():
     """Lines naming the machine (CPU model, features, caches), the libraries, the kernel
     builds chosen and the load average: a figure means nothing without them."""

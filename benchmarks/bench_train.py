@@ -10,12 +10,18 @@ dense 256->120->84->10), same initial weights (cycnn's, copied into PyTorch thro
 momentum 0.9), batch 64, on the full Fashion-MNIST training set (60,000 images) when
 ``/usr/share/datasets/fashion-mnist`` exists, else on the 4,000 bundled digits.
 
-On several threads cycnn splits each compiled loop across the threads; the
-``cycnn-shards`` rows run the same epoch with each training step cut into one shard of the
-batch per thread instead (cycnn/_sharding.py, ``CYCNN_SHARD_STEPS=1``), so the table shows
-which of the two pays on this machine.
+On several threads cycnn splits each compiled loop across the threads, and every 200
+steps it checks that they pay, running the next ones on one thread while one is faster
+(``cycnn._threads.StepThreads``). The ``cycnn-fixed`` rows keep every step on every
+thread (``CYCNN_ADAPTIVE_THREADS=0``); the ``cycnn-shards`` rows cut each training step
+into one shard of the batch per thread instead (cycnn/_sharding.py,
+``CYCNN_SHARD_STEPS=1``), so the table shows which pays on this machine.
 
-Every (library, threads) pair runs in its own child process, so the peak resident
+Every (library, threads) pair runs in its own child process, once per round
+(``--rounds``, 3 by default: all pairs in turn, then again), and the tables give medians
+over the rounds with their range, and the steal time (the share of the machine's CPU that
+the hypervisor of a virtual machine gave to other guests meanwhile, from ``/proc/stat``):
+two threads cannot beat one while one of them waits for a stolen CPU. The peak resident
 memory (``resource.getrusage(...).ru_maxrss``) is that run's alone; each child first
 warms up on a few batches (fresh arrays page-fault on first touch) and then times whole
 epochs. Memory: the resident set once the data are loaded (current, from /proc), and
@@ -42,6 +48,7 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -80,6 +87,7 @@ def _data(name):
 def child(lib, threads, epochs, dataset):
     """One run; prints a JSON line with seconds per epoch, loss, accuracy and memory."""
     import numpy as np
+    from _bench import cpu_ticks, steal_percent
 
     import cycnn
     from cycnn import epoch_order, lenet5, to_torch
@@ -89,20 +97,25 @@ def child(lib, threads, epochs, dataset):
     rss_data = _current_rss_mb()
     model = lenet5(SEED)
     warm = slice(0, 10 * BATCH)
-    times, losses = [], []
+    times, losses, steal = [], [], []
     if lib.startswith("cycnn"):
         if lib == "cycnn-shards":  # one shard of each batch per thread
             from cycnn import _sharding
 
             _sharding.ENABLED = True
+        if lib == "cycnn-fixed":  # every step on every thread, as CYCNN_ADAPTIVE_THREADS=0
+            from cycnn import _threads
+
+            _threads.ADAPTIVE = False
         lenet5(SEED + 1).fit(x[warm], y[warm], epochs=1, batch_size=BATCH,
                              optimizer=cycnn.SGD(LR, momentum=MOMENTUM))
         opt = cycnn.SGD(LR, momentum=MOMENTUM)
         for e in range(epochs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_ticks()
             h = model.fit(x, y, epochs=e + 1, initial_epoch=e, batch_size=BATCH,
                           optimizer=opt, seed=SEED)
             times.append(time.perf_counter() - t0)
+            steal.append(steal_percent(c0, cpu_ticks()))
             losses.append(h["loss"][0])
         rss_train = _rss_mb()
         acc = model.evaluate(xt, yt)[1]
@@ -129,16 +142,17 @@ def child(lib, threads, epochs, dataset):
         tm = to_torch(model)
         opt = torch.optim.SGD(tm.parameters(), LR, MOMENTUM)
         for e in range(epochs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_ticks()
             losses.append(run(tm, opt, epoch_order(len(x), SEED, e)))
             times.append(time.perf_counter() - t0)
+            steal.append(steal_percent(c0, cpu_ticks()))
         rss_train = _rss_mb()
         with torch.no_grad():  # in batches of 256, as cycnn's evaluate
             pred = np.concatenate([tm(torch.from_numpy(xt[s:s + 256])).argmax(1).numpy()
                                    for s in range(0, len(xt), 256)])
         acc = float((pred == yt).mean())
     print(json.dumps({"lib": lib, "threads": threads, "dataset": name, "n": len(x),
-                      "seconds": times, "loss": losses, "test_accuracy": acc,
+                      "seconds": times, "steal": steal, "loss": losses, "test_accuracy": acc,
                       "rss_data_mb": rss_data, "rss_train_mb": rss_train,
                       "rss_peak_mb": _rss_mb()}))
 
@@ -147,9 +161,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--epochs", type=int, default=1, help="timed epochs per run")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runs of every (library, threads) pair, taken in turn")
     ap.add_argument("--dataset", choices=("auto", "digits", "fashion-mnist"), default="auto")
-    ap.add_argument("--libs", nargs="+", default=["cycnn", "cycnn-shards", "torch"],
-                    help="cycnn-shards: cycnn with one shard of each batch per thread")
+    ap.add_argument("--libs", nargs="+", default=["cycnn", "cycnn-fixed", "cycnn-shards", "torch"],
+                    help="cycnn-fixed: every step on every thread (no fallback to one); "
+                         "cycnn-shards: one shard of each batch per thread")
     ap.add_argument("--phase-batches", type=int, default=300,
                     help="batches of the per-phase profile (0 skips it)")
     ap.add_argument("--busy", type=int, default=0, metavar="N",
@@ -162,22 +179,32 @@ def main(argv=None):
     from _bench import busy_cores, header, load_average, print_table
     from profile_step import print_profiles, run_child
 
+    # Every pair runs once per round, the rounds one after the other, so that a slow spell
+    # of the machine (its speed drifts by a quarter within minutes) hits every pair alike;
+    # the tables give medians over all the timed epochs of all rounds.
     results, profiles = {}, {}  # children first: a forked child starts with its parent's RSS
     start_load = load_average()
     with busy_cores(args.busy):
-        for nt in args.threads:
-            for lib in args.libs:
-                if lib == "cycnn-shards" and nt == 1:  # one thread: no shards either way
-                    continue
-                r = subprocess.run([sys.executable, __file__, "--child", lib, str(nt),
-                                    "--epochs", str(args.epochs), "--dataset", args.dataset],
-                                   capture_output=True, text=True)
-                if r.returncode != 0:
-                    print(f"{lib} on {nt} thread(s) failed:\n{r.stderr}", file=sys.stderr)
-                    continue
-                results[lib, nt] = json.loads(r.stdout.strip().splitlines()[-1])
-                print(f"  done {lib} threads={nt} (load {load_average()})", file=sys.stderr,
-                      flush=True)
+        for k in range(args.rounds):
+            for nt in args.threads:
+                for lib in args.libs:
+                    if lib in ("cycnn-fixed", "cycnn-shards") and nt == 1:  # the same as cycnn
+                        continue
+                    r = subprocess.run([sys.executable, __file__, "--child", lib, str(nt),
+                                        "--epochs", str(args.epochs), "--dataset",
+                                        args.dataset], capture_output=True, text=True)
+                    if r.returncode != 0:
+                        print(f"{lib} on {nt} thread(s) failed:\n{r.stderr}", file=sys.stderr)
+                        continue
+                    one = json.loads(r.stdout.strip().splitlines()[-1])
+                    seen = results.setdefault((lib, nt), {**one, "seconds": [], "steal": [],
+                                                          "rss_peak_mb": 0.0})
+                    seen["seconds"] += one["seconds"]
+                    seen["steal"] += one["steal"]
+                    seen["rss_peak_mb"] = max(seen["rss_peak_mb"], one["rss_peak_mb"])
+                    print(f"  round {k + 1}: {lib} threads={nt} "
+                          f"{' '.join(f'{t:.2f}' for t in one['seconds'])} s "
+                          f"(load {load_average()})", file=sys.stderr, flush=True)
         for nt in args.threads if args.phase_batches and "cycnn" in args.libs else ():
             p = run_child(nt, args.phase_batches, args.dataset, "after")
             if p is not None:
@@ -191,28 +218,35 @@ def main(argv=None):
         print(f"with {args.busy} busy-looping process(es) running beside the benchmark")
     any_r = next(iter(results.values()))
     print(f"LeNet-5, {any_r['dataset']} ({any_r['n']:,} training images), float32, SGD "
-          f"lr {LR} momentum {MOMENTUM}, batch {BATCH}, {args.epochs} timed epoch(s); "
-          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
+          f"lr {LR} momentum {MOMENTUM}, batch {BATCH}, {args.epochs} timed epoch(s) in "
+          f"each of {args.rounds} round(s); OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
+
+    def median(r):
+        return statistics.median(r["seconds"])
+
+    def steal(r):
+        known = [v for v in r["steal"] if v is not None]
+        return f"{statistics.median(known):.1f}" if known else "-"
+
     rows = []
     for nt in args.threads:
         for lib in args.libs:
             r = results.get((lib, nt))
             if r is None:
                 continue
-            s = sorted(r["seconds"])[len(r["seconds"]) // 2]
+            s = median(r)
             other = results.get(("torch", nt))
-            ratio = "-" if other is None or lib == "torch" else \
-                f"{s / sorted(other['seconds'])[len(other['seconds']) // 2]:.2f}"
-            rows.append([lib, nt, f"{s:.2f}", f"{r['n'] / s:,.0f}", ratio,
-                         f"{r['loss'][-1]:.4f}", f"{100 * r['test_accuracy']:.2f}",
-                         f"{r['rss_data_mb']:.0f}", f"{r['rss_train_mb']:.0f}",
-                         f"{r['rss_peak_mb']:.0f}"])
-    print_table(["library", "threads", "s/epoch", "samples/s", "cycnn/torch",
-                 "epoch loss", "test acc %", "RSS with data (MB)", "peak RSS training (MB)",
-                 "peak RSS with test (MB)"], rows)
-
-    def median(r):
-        return sorted(r["seconds"])[len(r["seconds"]) // 2]
+            ratio = "-" if other is None or lib == "torch" else f"{s / median(other):.2f}"
+            rows.append([lib, nt, f"{s:.2f}", f"{min(r['seconds']):.2f}–{max(r['seconds']):.2f}",
+                         f"{r['n'] / s:,.0f}", ratio, steal(r), f"{r['loss'][-1]:.4f}",
+                         f"{100 * r['test_accuracy']:.2f}", f"{r['rss_data_mb']:.0f}",
+                         f"{r['rss_train_mb']:.0f}", f"{r['rss_peak_mb']:.0f}"])
+    print_table(["library", "threads", "s/epoch", "range", "samples/s", "cycnn/torch",
+                 "steal %", "epoch loss", "test acc %", "RSS with data (MB)",
+                 "peak RSS training (MB)", "peak RSS with test (MB)"], rows)
+    print("steal %: the share of the machine's CPU time the hypervisor gave to other guests "
+          "during the timed epochs (median); threads that wait on a stolen CPU make the "
+          "2-thread rows slower")
 
     if len(args.threads) > 1:
         one = args.threads[0]

@@ -1,5 +1,6 @@
 """The benchmark scripts still run against the current API (nothing here is timed): the
-per-phase profile with each set of routes, and the Markdown that run_all.py writes."""
+per-phase profile with each set of routes, the Markdown that run_all.py writes, and the
+steal time the tables report."""
 
 import sys
 from pathlib import Path
@@ -30,3 +31,14 @@ def test_run_all_keeps_tables_and_line_breaks():
     out = run_all._markdown("cpu: X\nload 1.0\n| a | b |\n|---|---|\n| 1 | 2 |\nafter *x*\n")
     assert out == "load 1.0  \n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nafter \\*x\\*\n"
     assert run_all._markdown("cpu: X\n", machine=True) == "cpu: X\n"
+
+
+def test_steal_time_is_the_hypervisors_share_of_the_cpu_time_between_readings():
+    import _bench
+
+    assert _bench.steal_percent((10, 1000), (30, 1200)) == 10.0
+    assert _bench.steal_percent((10, 1000), (10, 1000)) is None  # no time passed
+    assert _bench.steal_percent(None, (10, 1000)) is None
+    ticks = _bench.cpu_ticks()
+    if ticks is not None:  # Linux: a reading of /proc/stat, steal inside the total
+        assert 0 <= ticks[0] <= ticks[1]
