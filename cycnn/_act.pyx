@@ -1,18 +1,38 @@
-# ReLU's backward pass as one loop: dx[i] = dy[i] where x[i] > 0, else 0.
+# ReLU as two loops: y[i] = max(x[i], 0) forward, and dx[i] = dy[i] where x[i] > 0, else
+# 0, backward.
 #
-# The rule is docs/relu.md's: the gradient passes where the input was positive and is
-# exactly 0 elsewhere, even where dy is inf or NaN (a product dy * (x > 0) would make
-# inf * 0 = NaN there), and a NaN input compares False, so it passes nothing. NumPy needs
-# three passes and two temporaries for this; one pass reading dy and x and writing dx
-# runs at memory speed, and gcc turns the select into a vector blend.
+# The rules are docs/dense-softmax.md's. Forward, NaN stays NaN (as np.maximum and PyTorch
+# keep it): "not (x <= 0)" holds for x > 0 and for NaN. Backward, the gradient passes where
+# the input was positive and is exactly 0 elsewhere, even where dy is inf or NaN (a
+# product dy * (x > 0) would make inf * 0 = NaN there), and a NaN input compares False, so
+# it passes nothing. NumPy needs three passes and two temporaries for the backward rule;
+# one pass reading dy and x and writing dx runs at memory speed, and gcc turns each select
+# into a vector blend. Each loop is split into one contiguous block per thread.
 #
 # Preconditions, guaranteed by cycnn/activations.py before any call (which is why setup.py
 # turns bounds and wraparound checks off):
-#   * dy, x and dx are C-contiguous 1-D views of one float dtype and of one length;
+#   * the arrays are C-contiguous 1-D views of one float dtype and of one length;
 #   * threads >= 1.
 
 from cython cimport floating
 from cython.parallel cimport prange
+
+
+cdef void _relu_forward_run(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        y[i] = x[i] if not (x[i] <= 0) else 0
+
+
+def relu_forward(const floating[::1] x, floating[::1] y, int threads):
+    cdef Py_ssize_t n = y.shape[0], block, start, k
+    if n == 0:
+        return
+    block = (n + threads - 1) // threads
+    for k in prange(threads, nogil=True, num_threads=threads, schedule="static"):
+        start = k * block
+        if start < n:
+            _relu_forward_run(&x[0] + start, &y[0] + start, min(block, n - start))
 
 
 cdef void _relu_backward_run(const floating* dy, const floating* x, floating* dx,

@@ -1,5 +1,5 @@
-"""Activations: ReLU, softmax and log-softmax, in NumPy (ReLU's backward mask is one
-compiled loop, cycnn/_act.pyx).
+"""Activations: ReLU, softmax and log-softmax, in NumPy (ReLU's two passes are one
+compiled loop each, cycnn/_act.pyx).
 
 ``relu(x) = max(x, 0)`` passes the gradient where ``x > 0`` and blocks it elsewhere; the
 derivative at exactly 0 is taken to be 0 (PyTorch does the same). Softmax turns a row of
@@ -18,7 +18,7 @@ from ._validate import as_array, as_real, float_dtype, param_dtype
 
 _act = _dispatch.load("_act")
 
-#: fewest elements for which ReLU's backward loop is split across threads
+#: fewest elements for which ReLU's loops are split across threads
 PARALLEL_MIN_ELEMENTS = 1 << 17
 
 __all__ = ["relu_forward", "relu_backward", "softmax", "log_softmax", "softmax_backward",
@@ -55,7 +55,10 @@ def relu_forward(x):
     array([0., 0., 3.])
     """
     x = _as_float("relu_forward", "x", x)
-    return np.asarray(np.maximum(x, 0, dtype=x.dtype))
+    y = np.empty(x.shape, x.dtype)
+    _act.relu_forward(np.ascontiguousarray(x).reshape(-1), y.reshape(-1),
+                      threads_for(y.size, get_num_threads(), PARALLEL_MIN_ELEMENTS))
+    return y
 
 
 def relu_backward(dy, x):

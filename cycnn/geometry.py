@@ -528,14 +528,17 @@ def _token(v):
     ``True`` and ``1``, or ``1`` and ``np.int64(1)``, which the checks treat differently,
     never share one), or None for an argument it cannot stand for."""
     t = type(v)
+    if t in _PLAIN:
+        return (t, v)
     if t is np.ndarray:
         return (_ARRAY, v.shape)
-    if t in (int, bool, str, type(None)):
-        return (t, v)
     if t is tuple:
-        parts = tuple(_token(e) for e in v)
-        return None if any(p is None for p in parts) else (tuple, parts)
+        parts = tuple(map(_token, v))
+        return None if None in parts else (tuple, parts)
     return None
+
+
+_PLAIN = frozenset((int, bool, str, type(None)))
 
 
 def _remembered(check):

@@ -53,8 +53,8 @@ def test_relu_gradcheck(rng):
 
 @DTYPES
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_relu_backward_loop_is_the_rule_on_every_length_and_thread_count(rng, dtype, threads):
-    """The compiled loop (cycnn/_act.pyx), called directly so that short arrays are split
+def test_relu_loops_are_the_rule_on_every_length_and_thread_count(rng, dtype, threads):
+    """The compiled loops (cycnn/_act.pyx), called directly so that short arrays are split
     across threads too: every block boundary, every length up to a few vectors, and the
     special values, against NumPy's spelling of the rule."""
     from cycnn import activations
@@ -68,6 +68,9 @@ def test_relu_backward_loop_is_the_rule_on_every_length_and_thread_count(rng, dt
         dx = np.full(n, 7.0, dtype)  # anything the loop fails to write shows
         activations._act.relu_backward(dy, x, dx, threads)
         np.testing.assert_array_equal(dx, np.where(x > 0, dy, 0))
+        y = np.full(n, 7.0, dtype)
+        activations._act.relu_forward(x, y, threads)
+        np.testing.assert_array_equal(y, np.maximum(x, 0))  # NaN stays NaN
 
 
 @pytest.mark.parametrize("order", ["C", "F"])
@@ -75,7 +78,9 @@ def test_relu_backward_takes_any_layout_and_shape(rng, order):
     x = np.asarray(rng.standard_normal((3, 4, 5)), order=order)[:, ::2]
     dy = np.asarray(rng.standard_normal((3, 4, 5)), order=order)[:, ::2]
     np.testing.assert_array_equal(relu_backward(dy, x), np.where(x > 0, dy, 0))
+    np.testing.assert_array_equal(relu_forward(x), np.maximum(x, 0))
     assert relu_backward(np.float64(2.0), np.float64(1.0)) == 2.0  # 0-d
+    assert relu_forward(np.float64(-2.0)) == 0.0 and relu_forward(3).shape == ()
 
 
 def test_relu_backward_shape_mismatch_is_refused():
