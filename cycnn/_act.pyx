@@ -24,17 +24,6 @@ cdef void _relu_forward_run(const floating* x, floating* y, Py_ssize_t n) noexce
         y[i] = x[i] if not (x[i] <= 0) else 0
 
 
-def relu_forward(const floating[::1] x, floating[::1] y, int threads):
-    cdef Py_ssize_t n = y.shape[0], block, start, k
-    if n == 0:
-        return
-    block = (n + threads - 1) // threads
-    for k in prange(threads, nogil=True, num_threads=threads, schedule="static"):
-        start = k * block
-        if start < n:
-            _relu_forward_run(&x[0] + start, &y[0] + start, min(block, n - start))
-
-
 cdef void _relu_backward_run(const floating* dy, const floating* x, floating* dx,
                              Py_ssize_t n) noexcept nogil:
     # raw pointers, so that gcc sees no aliasing store and vectorises (see _fastpool.pyx)
@@ -43,15 +32,20 @@ cdef void _relu_backward_run(const floating* dy, const floating* x, floating* dx
         dx[i] = dy[i] if x[i] > 0 else 0
 
 
-def relu_backward(const floating[::1] dy, const floating[::1] x, floating[::1] dx,
-                  int threads):
-    cdef Py_ssize_t n = dx.shape[0], block, start, k
+def relu(const floating[::1] x, const floating[::1] dy, floating[::1] out, bint backward,
+         int threads):
+    """out = relu(x) (dy unused), or with ``backward`` out = the gradient dx for dy."""
+    cdef Py_ssize_t n = out.shape[0], block, start, k
     if n == 0:
         return
     # one contiguous block per thread, the last one shorter
     block = (n + threads - 1) // threads
     for k in prange(threads, nogil=True, num_threads=threads, schedule="static"):
         start = k * block
-        if start < n:
-            _relu_backward_run(&dy[0] + start, &x[0] + start, &dx[0] + start,
+        if start >= n:
+            continue
+        if backward:
+            _relu_backward_run(&dy[0] + start, &x[0] + start, &out[0] + start,
                                min(block, n - start))
+        else:
+            _relu_forward_run(&x[0] + start, &out[0] + start, min(block, n - start))

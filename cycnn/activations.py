@@ -56,8 +56,9 @@ def relu_forward(x):
     """
     x = _as_float("relu_forward", "x", x)
     y = np.empty(x.shape, x.dtype)
-    _act.relu_forward(np.ascontiguousarray(x).reshape(-1), y.reshape(-1),
-                      threads_for(y.size, get_num_threads(), PARALLEL_MIN_ELEMENTS))
+    flat = np.ascontiguousarray(x).reshape(-1)
+    _act.relu(flat, flat, y.reshape(-1), False,
+              threads_for(y.size, get_num_threads(), PARALLEL_MIN_ELEMENTS))
     return y
 
 
@@ -100,9 +101,9 @@ def relu_backward(dy, x):
     # dx = dy where x > 0, else exactly 0 (also where dy is inf or NaN, as PyTorch does;
     # a NaN in x compares False -> 0): one compiled pass, cycnn/_act.pyx.
     dx = np.empty(dy.shape, dy.dtype)
-    _act.relu_backward(np.ascontiguousarray(dy).reshape(-1),
-                       np.ascontiguousarray(x).reshape(-1), dx.reshape(-1),
-                       threads_for(dx.size, get_num_threads(), PARALLEL_MIN_ELEMENTS))
+    _act.relu(np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(dy).reshape(-1),
+              dx.reshape(-1), True,
+              threads_for(dx.size, get_num_threads(), PARALLEL_MIN_ELEMENTS))
     return dx
 
 
