@@ -382,10 +382,26 @@ def test_step_threads_keeps_n_when_told_to(monkeypatch, why):
         cycnn.set_num_threads(_threads._cores())
 
 
-def test_sharded_steps_are_never_moved_between_thread_counts(shards_on):
+def test_sharded_steps_are_never_moved_between_thread_counts(monkeypatch):
+    """Shards add their gradients in an order that depends on the thread count, so a fit
+    whose steps are sharded keeps them all on n threads; batch norm is never sharded."""
+    monkeypatch.setattr(_sharding, "ENABLED", False)
+    assert not _net().steps_depend_on_threads
+    monkeypatch.setattr(_sharding, "ENABLED", True)
     assert _net().steps_depend_on_threads
-    assert not _net_of_every_kind().steps_depend_on_threads or \
-        all(layer.per_sample for layer in _net_of_every_kind().layers)
+    assert not _every_route().steps_depend_on_threads  # batch norm: whole steps
+    made = []
+    real = _threads.StepThreads
+    monkeypatch.setattr(cycnn.training, "StepThreads",
+                        lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    monkeypatch.setattr(_threads, "ADAPTIVE", True)
+    cycnn.set_num_threads(2)
+    try:
+        _net().fit(np.zeros((16, 1, 10, 10)), np.zeros(16, int), batch_size=16,
+                   optimizer=cycnn.SGD(0.1))
+    finally:
+        cycnn.set_num_threads(_threads._cores())
+    assert len(made) == 1 and made[0].n == 2 and not made[0].adaptive
 
 
 def test_a_fit_asks_step_threads_for_every_step(monkeypatch):
