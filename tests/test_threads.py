@@ -288,6 +288,17 @@ def test_the_built_in_layers_say_whether_they_are_per_sample():
 
 # --------------------------------------------------------------------------- StepThreads
 
+@contextlib.contextmanager
+def _threads_set_to(n):
+    """Inside the block, cycnn's default thread count is n; the old one comes back."""
+    old = cycnn.get_num_threads()
+    cycnn.set_num_threads(n)
+    try:
+        yield
+    finally:
+        cycnn.set_num_threads(old)
+
+
 def _every_route(seed=0, dtype=np.float64):
     """The fast convolution route and the im2col one, batch norm of both kinds, dropout,
     both poolings, a transposed convolution and the activations with compiled masks."""
@@ -326,12 +337,9 @@ def test_a_fit_is_the_same_bits_whatever_threads_its_steps_take(always_parallel,
     for hopping in (False, True):
         if hopping:
             monkeypatch.setattr(cycnn.training, "StepThreads", Hopping)
-        cycnn.set_num_threads(1)
-        try:
+        with _threads_set_to(1):
             model = _every_route(dtype=dtype)
             h = model.fit(x, y, epochs=2, batch_size=8, optimizer=cycnn.SGD(0.05, momentum=0.9))
-        finally:
-            cycnn.set_num_threads(_threads._cores())
         runs.append((h["loss"], model.state_dict()))
     assert runs[0][0] == runs[1][0]
     assert runs[0][1].keys() == runs[1][1].keys()
@@ -375,11 +383,8 @@ def test_step_threads_keeps_n_when_told_to(monkeypatch, why):
     n = 1 if why == "one thread" else 3
     st = _threads.StepThreads(n, period=10, probes=2, adaptive=why != "adaptive=False",
                               clock=_Clock())
-    cycnn.set_num_threads(n)  # as fit does: n is the default it found
-    try:
+    with _threads_set_to(n):  # as fit does: n is the default it found
         assert _steps(st, lambda step: {1: 1.0, n: 5.0}, 20) == [n] * 20
-    finally:
-        cycnn.set_num_threads(_threads._cores())
 
 
 def test_sharded_steps_are_never_moved_between_thread_counts(monkeypatch):
@@ -395,12 +400,9 @@ def test_sharded_steps_are_never_moved_between_thread_counts(monkeypatch):
     monkeypatch.setattr(cycnn.training, "StepThreads",
                         lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     monkeypatch.setattr(_threads, "ADAPTIVE", True)
-    cycnn.set_num_threads(2)
-    try:
+    with _threads_set_to(2):
         _net().fit(np.zeros((16, 1, 10, 10)), np.zeros(16, int), batch_size=16,
                    optimizer=cycnn.SGD(0.1))
-    finally:
-        cycnn.set_num_threads(_threads._cores())
     assert len(made) == 1 and made[0].n == 2 and not made[0].adaptive
 
 
@@ -415,10 +417,7 @@ def test_a_fit_asks_step_threads_for_every_step(monkeypatch):
 
     monkeypatch.setattr(cycnn.training, "StepThreads", Counting)
     monkeypatch.setattr(_threads, "ADAPTIVE", True)
-    cycnn.set_num_threads(2)
-    try:
+    with _threads_set_to(2):
         _net().fit(np.zeros((20, 1, 10, 10)), np.zeros(20, int), batch_size=8,
                    optimizer=cycnn.SGD(0.1))
-    finally:
-        cycnn.set_num_threads(_threads._cores())
     assert seen == [(2, True, 8), (2, True, 8), (2, True, 4)]
