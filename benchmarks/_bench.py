@@ -35,23 +35,51 @@ def median_time(fn, repeat=15, warmup=3, min_time=0.0):
     return statistics.median(times)
 
 
-def interleaved(fns, repeat=15, warmup=3, min_time=0.0):
+def interleaved(fns, repeat=15, warmup=3, min_time=0.0, setup=None):
     """Median wall time of each of ``fns`` (a dict name -> callable), called in turn.
 
     One round calls every function once; rounds repeat until each has ``repeat`` calls
-    and the rounds took ``min_time`` seconds. Returns ``{name: seconds}``.
+    and the rounds took ``min_time`` seconds. ``setup`` (name -> callable, optional) puts
+    the machine in the state that name is timed in, for instance a thread count: so that
+    1 and 2 threads alternate round by round, and a machine whose speed drifts from one
+    second to the next (a VM's host taking cores) slows both alike. Names that share one
+    setup object should be next to each other in ``fns``; whenever the setup changes, it
+    runs, and then the next function once untimed, so that no timed call pays for moving
+    the data from another core's cache. Returns ``{name: seconds}``.
     """
-    for fn in fns.values():
+    setup = setup or {}
+    current = [None]
+
+    def ready(k, fn):
+        step = setup.get(k)
+        if step is not None and step is not current[0]:
+            step()
+            current[0] = step
+            fn()
+
+    for k, fn in fns.items():
+        ready(k, fn)
         for _ in range(warmup):
             fn()
     times = {k: [] for k in fns}
     t_end = time.perf_counter() + min_time
     while len(times[next(iter(fns))]) < repeat or time.perf_counter() < t_end:
         for k, fn in fns.items():
+            ready(k, fn)
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def use_threads(n):
+    """Put cycnn (and through it the BLAS NumPy uses) and PyTorch on ``n`` threads."""
+    import cycnn
+
+    cycnn.set_num_threads(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
 
 
 @contextmanager

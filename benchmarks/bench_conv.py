@@ -9,8 +9,10 @@ run on the same arrays; each is warmed up, then timed as the median of several c
   with all three gradients asked for (only the backward is timed) /
   ``cycnn.reference.conv2d_backward`` (dilation, padding, rotation).
 
-cycnn and PyTorch are called in turn, round after round, and each time is the median
-over the rounds, so that a change in the machine's load hits both alike. Ratios above 1
+cycnn and PyTorch, each on every thread count asked for, are called in turn, round after
+round, and each time is the median over the rounds, so that a change in the machine's
+load or speed hits them all alike (the 2-thread speed-up too: 1 and 2 threads alternate
+round by round). Ratios above 1
 mean cycnn is slower. The reference route is slow on purpose (it teaches); its repeats
 are capped.
 
@@ -29,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
@@ -45,6 +48,7 @@ from _bench import (  # noqa: E402
     median_time,
     print_table,
     threads,
+    use_threads,
 )
 
 import cycnn  # noqa: E402
@@ -89,15 +93,16 @@ def make_inputs(name, dtype, seed=0):
     return x, w, b, dy, (s, p, d, g)
 
 
-def time_row(name, dtype, nthreads, repeat, ref_repeat, torch, min_time=0.0):
-    """Median seconds of cycnn's and PyTorch's forward and backward passes (interleaved)
-    and of the NumPy reference (``ref_repeat`` calls; 0 skips it)."""
+def time_rows(name, dtype, thread_counts, repeat, ref_repeat, torch, min_time=0.0):
+    """``{n: times}`` for every thread count n: median seconds of cycnn's and PyTorch's
+    forward and backward passes, all of them (every library on every thread count)
+    timed in the same rounds, and of the NumPy reference (``ref_repeat`` calls; 0 skips
+    it). Calling 1 and 2 threads in turn, rather than one row after the other, keeps the
+    drift of a shared machine out of the 2-thread speed-up."""
     x, w, b, dy, args = make_inputs(name, dtype)
     s, p, d, g = args
-    t = {"th_f": None, "th_b": None, "np_f": None, "np_b": None}
-    fns = {"cy_f": lambda: cycnn.conv2d_forward(x, w, b, *args),
-           "cy_b": lambda: cycnn.conv2d_backward(dy, x, w, *args)}
-    with threads(nthreads):
+    fns, per_n = {}, {n: functools.partial(use_threads, n) for n in thread_counts}
+    with threads(max(thread_counts)):
         if torch is not None:
             F = torch.nn.functional
             xt, wt, bt, dyt = (torch.from_numpy(a) for a in (x, w, b, dy))
@@ -114,18 +119,30 @@ def time_row(name, dtype, nthreads, repeat, ref_repeat, torch, min_time=0.0):
                                      bwd(dyt, xt, wt, *bargs)):
                     scale = max(1.0, float(want.abs().max()))
                     assert np.allclose(got, want.numpy(), rtol=tol, atol=tol * scale), name
-            fns["th_f"] = lambda: F.conv2d(xt, wt, bt, s, p, d, g)
-            fns["th_b"] = lambda: bwd(dyt, xt, wt, *bargs)
+        for n in thread_counts:  # grouped by thread count (see interleaved)
+            fns[f"cy_f/{n}"] = lambda: cycnn.conv2d_forward(x, w, b, *args)
+            fns[f"cy_b/{n}"] = lambda: cycnn.conv2d_backward(dy, x, w, *args)
+            if torch is not None:
+                fns[f"th_f/{n}"] = lambda: F.conv2d(xt, wt, bt, s, p, d, g)
+                fns[f"th_b/{n}"] = lambda: bwd(dyt, xt, wt, *bargs)
+        setup = {k: per_n[int(k.split("/")[1])] for k in fns}
+        if torch is not None:
             with torch.no_grad():
-                t.update(interleaved(fns, repeat=repeat, min_time=min_time))
+                med = interleaved(fns, repeat=repeat, min_time=min_time, setup=setup)
         else:
-            t.update(interleaved(fns, repeat=repeat, min_time=min_time))
+            med = interleaved(fns, repeat=repeat, min_time=min_time, setup=setup)
+    out = {}
+    for n in thread_counts:
+        t = {k: med.get(f"{k}/{n}") for k in ("cy_f", "cy_b", "th_f", "th_b")}
+        t["np_f"] = t["np_b"] = None
         if ref_repeat:
-            t["np_f"] = median_time(lambda: reference.conv2d_forward(x, w, b, *args),
-                                    repeat=ref_repeat, warmup=1)
-            t["np_b"] = median_time(lambda: reference.conv2d_backward(dy, x, w, *args),
-                                    repeat=ref_repeat, warmup=1)
-    return t
+            with threads(n):
+                t["np_f"] = median_time(lambda: reference.conv2d_forward(x, w, b, *args),
+                                        repeat=ref_repeat, warmup=1)
+                t["np_b"] = median_time(lambda: reference.conv2d_backward(dy, x, w, *args),
+                                        repeat=ref_repeat, warmup=1)
+        out[n] = t
+    return out
 
 
 #: issue 15's goals: (layers, largest fwd+bwd ratio, largest fwd ratio, least 2-thread
@@ -174,18 +191,21 @@ def main(argv=None):
     print(header())
     if args.busy:
         print(f"with {args.busy} busy-looping process(es) running beside the benchmark")
-    print(f"medians of >= {repeat} interleaved rounds over >= {min_time} s (NumPy reference: "
-          f"{ref_repeat} calls); ratios > 1: cycnn slower")
+    print(f"medians of >= {repeat} interleaved rounds over >= {min_time} s, every library "
+          f"on every thread count in turn (NumPy reference: {ref_repeat} calls); ratios > 1: "
+          f"cycnn slower")
     print()
     results = {}
     with busy_cores(args.busy):
         for name in shapes:
             for dtype in dtypes:
-                for n in thread_counts:
-                    results[name, dtype, n] = time_row(name, dtype, n, repeat, ref_repeat,
-                                                       torch, min_time)
-                    print(f"  done {describe(name)} {np.dtype(dtype).name} threads={n} "
-                          f"(load {load_average()})", file=sys.stderr, flush=True)
+                rows = time_rows(name, dtype, thread_counts, repeat, ref_repeat, torch,
+                                 min_time)
+                for n, t in rows.items():
+                    results[name, dtype, n] = t
+                print(f"  done {describe(name)} {np.dtype(dtype).name} threads="
+                      f"{','.join(map(str, thread_counts))} (load {load_average()})",
+                      file=sys.stderr, flush=True)
     headers = ["shape", "dtype", "threads", "cycnn fwd ms", "torch fwd ms", "numpy fwd ms",
                "cycnn bwd ms", "torch bwd ms", "numpy bwd ms", "fwd cy/torch",
                "bwd cy/torch", "fwd+bwd cy/torch", "fwd+bwd cy/numpy"]

@@ -42,3 +42,20 @@ def test_steal_time_is_the_hypervisors_share_of_the_cpu_time_between_readings():
     ticks = _bench.cpu_ticks()
     if ticks is not None:  # Linux: a reading of /proc/stat, steal inside the total
         assert 0 <= ticks[0] <= ticks[1]
+
+
+def test_interleaved_sets_each_state_once_per_change_and_warms_before_timing():
+    import _bench
+
+    log = []
+    one, two = (lambda: log.append("threads 1")), (lambda: log.append("threads 2"))
+    fns = {k: (lambda k=k: log.append(k)) for k in ("a/1", "b/1", "a/2")}
+    setup = {"a/1": one, "b/1": one, "a/2": two}
+    times = _bench.interleaved(fns, repeat=2, warmup=1, setup=setup)
+    assert set(times) == set(fns) and all(t >= 0 for t in times.values())
+    # warm-up: each state set once, and each function called once more after a change
+    warm = ["threads 1", "a/1", "a/1", "b/1", "threads 2", "a/2", "a/2"]
+    # a round: the state changes twice (back to 1 thread, then to 2), and the first
+    # function after each change runs once untimed before its timed call
+    round_ = ["threads 1", "a/1", "a/1", "b/1", "threads 2", "a/2", "a/2"]
+    assert log == warm + round_ * 2
