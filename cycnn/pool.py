@@ -346,8 +346,9 @@ def max_pool2d_backward(dy, cache, *, threads=None):
         raise TypeError(f"{func}: cache.argmax must hold integer indices, got dtype "
                         f"{argmax.dtype} (was the cache edited?)")
     argmax = np.ascontiguousarray(argmax, dtype=np.int64)
-    if argmax.shape != geo.yshape or (argmax.size and (argmax.min() < 0 or
-                                                       argmax.max() >= H * W)):
+    # one pass over the indices: read as unsigned, a negative one is at least 2**63
+    if argmax.shape != geo.yshape or (argmax.size and
+                                      int(argmax.view(np.uint64).max()) >= H * W):
         raise ValueError(
             f"{func}: cache.argmax must hold indices in [0, H*W) = [0, {H * W}) with shape "
             f"{geo.yshape}; got shape {argmax.shape} (was the cache edited?)"

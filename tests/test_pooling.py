@@ -409,9 +409,12 @@ def test_cache_of_the_other_pool_is_a_type_error(rng):
         max_pool2d_backward(y, cache)
 
 
-def test_edited_argmax_is_refused(rng):
+@pytest.mark.parametrize("index", [16, -1, -2**63, 2**63 + 3])
+def test_edited_argmax_is_refused(rng, index):
     y, cache = max_pool2d_forward(rng.standard_normal((1, 1, 4, 4)))
-    bad = cache._replace(argmax=np.full(y.shape, 16, np.int64))
+    argmax = cache.argmax.copy().astype(np.uint64 if index > 2**62 else np.int64)
+    argmax[0, 0, 1, 0] = index  # one bad index among good ones
+    bad = cache._replace(argmax=argmax)
     with pytest.raises(ValueError, match=r"max_pool2d_backward: cache.argmax must hold"):
         max_pool2d_backward(y, bad)
 
