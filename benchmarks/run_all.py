@@ -14,7 +14,8 @@ One script after the other, each in its own process, in this order:
    (a loaded machine: two threads must not stall);
 5. ``profile_step.py``: a training step phase by phase, before and after issue 15;
 6. ``sweep_tiles.py``: the fast route's chunk size and copy layout against the chosen
-   ones, on 1 and 2 threads.
+   ones, on 1 and 2 threads;
+7. ``region_cost.py``: what one parallel region costs on two threads against one.
 
 The page starts with the machine (``build_info()``: CPU, features, kernels chosen, cache
 sizes) and ``uptime`` before and after, so a reader can tell a quiet run from a loaded
@@ -53,6 +54,8 @@ RUNS = [
     ("Chunk size and copy layout of the fast route, 2 threads",
      ["sweep_tiles.py", "--threads", "2"],
      ["--rounds", "3", "--min-time", "0.1", "--layers", "A,C"]),
+    ("What waking the second thread costs, per parallel region", ["region_cost.py"],
+     ["--calls", "200"]),
 ]
 
 INTRO = """\

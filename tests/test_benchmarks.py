@@ -1,6 +1,7 @@
 """The benchmark scripts still run against the current API (nothing here is timed): the
-per-phase profile with each set of routes, the Markdown that run_all.py writes, and the
-steal time the tables report."""
+per-phase profile with each set of routes, the Markdown that run_all.py writes, the
+steal time the tables report, the interleaving of timed calls and the region-cost
+table."""
 
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import profile_step  # noqa: E402
+import region_cost  # noqa: E402
 import run_all  # noqa: E402
 
 
@@ -59,3 +61,10 @@ def test_interleaved_sets_each_state_once_per_change_and_warms_before_timing():
     # function after each change runs once untimed before its timed call
     round_ = ["threads 1", "a/1", "a/1", "b/1", "threads 2", "a/2", "a/2"]
     assert log == warm + round_ * 2
+
+
+def test_region_cost_prints_a_row_per_pause(capsys):
+    region_cost.main(["--calls", "5"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "µs" not in line]
+    assert [int(r.split("|")[1]) for r in rows] == list(region_cost.GAPS)
