@@ -12,9 +12,8 @@ run on the same arrays; each is warmed up, then timed as the median of several c
 cycnn and PyTorch, each on every thread count asked for, are called in turn, round after
 round, and each time is the median over the rounds, so that a change in the machine's
 load or speed hits them all alike (the 2-thread speed-up too: 1 and 2 threads alternate
-round by round). Ratios above 1
-mean cycnn is slower. The reference route is slow on purpose (it teaches); its repeats
-are capped.
+round by round). Ratios above 1 mean cycnn is slower. The reference route is slow on
+purpose (it teaches); its repeats are capped.
 
 Three tables: every time and ratio; the speed-up of two threads over one; and the
 goals of issue 15 (forward + backward at most 1.0 x PyTorch on layers A and B and 1.3 on C
