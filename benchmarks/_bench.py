@@ -48,13 +48,14 @@ def interleaved(fns, repeat=15, warmup=3, min_time=0.0, setup=None):
     the data from another core's cache. Returns ``{name: seconds}``.
     """
     setup = setup or {}
-    current = [None]
+    current = None
 
     def ready(k, fn):
+        nonlocal current
         step = setup.get(k)
-        if step is not None and step is not current[0]:
+        if step is not None and step is not current:
             step()
-            current[0] = step
+            current = step
             fn()
 
     for k, fn in fns.items():

@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -100,7 +101,7 @@ def time_rows(name, dtype, thread_counts, repeat, ref_repeat, torch, min_time=0.
     drift of a shared machine out of the 2-thread speed-up."""
     x, w, b, dy, args = make_inputs(name, dtype)
     s, p, d, g = args
-    fns, per_n = {}, {n: functools.partial(use_threads, n) for n in thread_counts}
+    fns, setup = {}, {}
     with threads(max(thread_counts)):
         if torch is not None:
             F = torch.nn.functional
@@ -118,17 +119,15 @@ def time_rows(name, dtype, thread_counts, repeat, ref_repeat, torch, min_time=0.
                                      bwd(dyt, xt, wt, *bargs)):
                     scale = max(1.0, float(want.abs().max()))
                     assert np.allclose(got, want.numpy(), rtol=tol, atol=tol * scale), name
-        for n in thread_counts:  # grouped by thread count (see interleaved)
+        for n in thread_counts:  # grouped by thread count, one setup each (see interleaved)
+            on_n = functools.partial(use_threads, n)
             fns[f"cy_f/{n}"] = lambda: cycnn.conv2d_forward(x, w, b, *args)
             fns[f"cy_b/{n}"] = lambda: cycnn.conv2d_backward(dy, x, w, *args)
             if torch is not None:
                 fns[f"th_f/{n}"] = lambda: F.conv2d(xt, wt, bt, s, p, d, g)
                 fns[f"th_b/{n}"] = lambda: bwd(dyt, xt, wt, *bargs)
-        setup = {k: per_n[int(k.split("/")[1])] for k in fns}
-        if torch is not None:
-            with torch.no_grad():
-                med = interleaved(fns, repeat=repeat, min_time=min_time, setup=setup)
-        else:
+            setup.update((k, on_n) for k in fns if k.endswith(f"/{n}"))
+        with torch.no_grad() if torch is not None else contextlib.nullcontext():
             med = interleaved(fns, repeat=repeat, min_time=min_time, setup=setup)
     out = {}
     for n in thread_counts:

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 from _bench import header, print_table  # noqa: E402
 
-from cycnn import _act  # noqa: E402
+from cycnn import _act, _threads  # noqa: E402
 
 #: microseconds of other work between two calls
 GAPS = (0, 20, 100, 300, 1000)
@@ -53,6 +53,10 @@ def main(argv=None):
     ap.add_argument("--calls", type=int, default=2000, help="calls per cell")
     ap.add_argument("--threads", type=int, default=2, help="the thread count set against 1")
     args = ap.parse_args(argv)
+    if args.calls < 1:
+        ap.error(f"--calls must be at least 1, got {args.calls}")
+    if not 1 <= args.threads <= _threads.MAX_THREADS:  # the kernel splits by this count
+        ap.error(f"--threads must be from 1 to {_threads.MAX_THREADS}, got {args.threads}")
     x = np.random.default_rng(0).standard_normal(2048).astype(np.float32)
     y = np.empty_like(x)
     print(header())

@@ -80,8 +80,8 @@ MUTATIONS = [
      "at_bottom = W",
      ["tests/test_pooling_fast.py"]),
     ("bench-interleaved-timed-cold", "benchmarks/_bench.py",
-     "            current[0] = step\n            fn()\n",
-     "            current[0] = step\n",
+     "            current = step\n            fn()\n",
+     "            current = step\n",
      ["tests/test_benchmarks.py::"
       "test_interleaved_sets_each_state_once_per_change_and_warms_before_timing"]),
     ("fastpool-nan-in-last-cell-missed", "cycnn/_fastpool.pyx",

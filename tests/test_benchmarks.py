@@ -68,3 +68,10 @@ def test_region_cost_prints_a_row_per_pause(capsys):
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "µs" not in line]
     assert [int(r.split("|")[1]) for r in rows] == list(region_cost.GAPS)
+
+
+@pytest.mark.parametrize("argv", [["--threads", "0"], ["--calls", "0"]])
+def test_region_cost_refuses_counts_the_kernel_cannot_take(argv, capsys):
+    with pytest.raises(SystemExit):
+        region_cost.main(argv)
+    assert "must be" in capsys.readouterr().err
