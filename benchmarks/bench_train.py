@@ -10,12 +10,14 @@ dense 256->120->84->10), same initial weights (cycnn's, copied into PyTorch thro
 momentum 0.9), batch 64, on the full Fashion-MNIST training set (60,000 images) when
 ``/usr/share/datasets/fashion-mnist`` exists, else on the 4,000 bundled digits.
 
-On several threads cycnn splits each compiled loop across the threads, and every 200
-steps it checks that they pay, running the next ones on one thread while one is faster
-(``cycnn._threads.StepThreads``). The ``cycnn-fixed`` rows keep every step on every
-thread (``CYCNN_ADAPTIVE_THREADS=0``); the ``cycnn-shards`` rows cut each training step
-into one shard of the batch per thread instead (cycnn/_sharding.py,
-``CYCNN_SHARD_STEPS=1``), so the table shows which pays on this machine.
+On several threads cycnn cuts each training step into one shard of the batch per thread,
+the first run by the calling process and the others by worker processes
+(cycnn/_sharding.py). The ``cycnn-loops`` rows turn that off (``CYCNN_SHARD_STEPS=0``):
+each compiled loop is split across the threads instead, and every 200 steps cycnn checks
+that the threads pay, running the next steps on one thread while one is faster
+(``cycnn._threads.StepThreads``); the ``cycnn-fixed`` rows split the loops and keep every
+step on every thread (``CYCNN_ADAPTIVE_THREADS=0`` as well), so the table shows what each
+way of using the threads gives on this machine.
 
 Every (library, threads) pair runs in its own child process, once per round
 (``--rounds``, 3 by default: all pairs in turn, then again), and the tables give medians
@@ -27,10 +29,12 @@ warms up on a few batches (fresh arrays page-fault on first touch) and then time
 epochs. Memory: the resident set once the data are loaded (current, from /proc), and
 the peak (``ru_maxrss``) after the timed epochs and after the test-set evaluation
 (batches of 256 in both libraries); the peak includes the transient of decompressing
-the data. PyTorch runs the textbook loop (``zero_grad``, forward, ``cross_entropy``,
-``backward``, ``step``). Both libraries' idle threads wait passively
-(``OMP_WAIT_POLICY=PASSIVE`` and ``OPENBLAS_THREAD_TIMEOUT=4`` unless already set): with
-busy-waiting pools the 2-thread rows measure the pools fighting for two cores.
+the data, and for cycnn on several threads the peaks of its shard worker processes
+(``VmHWM`` from /proc) added to that of the process itself. PyTorch runs the textbook
+loop (``zero_grad``, forward, ``cross_entropy``, ``backward``, ``step``). Both
+libraries' idle threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` and
+``OPENBLAS_THREAD_TIMEOUT=4`` unless already set): with busy-waiting pools the 2-thread
+rows measure the pools fighting for two cores.
 
 After the epochs, one more child per thread count profiles cycnn's training step
 (profile_step.py): every layer's forward and backward, the optimizer step and the rest
@@ -62,6 +66,22 @@ BATCH, LR, MOMENTUM, SEED = 64, 0.01, 0.9, 0
 
 def _rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _workers_peak_mb():
+    """The peak resident memory of cycnn's shard worker processes (Linux /proc), which
+    ``ru_maxrss`` of this process does not count; 0 where there are none."""
+    from cycnn import _sharding
+
+    total = 0.0
+    for w in _sharding._workers:
+        try:
+            with open(f"/proc/{w.proc.pid}/status") as fh:
+                total += next(int(line.split()[1]) for line in fh
+                              if line.startswith("VmHWM:")) / 1024
+        except (AttributeError, OSError, StopIteration):
+            pass
+    return total
 
 
 def _current_rss_mb():
@@ -99,10 +119,10 @@ def child(lib, threads, epochs, dataset):
     warm = slice(0, 10 * BATCH)
     times, losses, steal = [], [], []
     if lib.startswith("cycnn"):
-        if lib == "cycnn-shards":  # one shard of each batch per thread
+        if lib in ("cycnn-loops", "cycnn-fixed"):  # loops split, as CYCNN_SHARD_STEPS=0
             from cycnn import _sharding
 
-            _sharding.ENABLED = True
+            _sharding.ENABLED = False
         if lib == "cycnn-fixed":  # every step on every thread, as CYCNN_ADAPTIVE_THREADS=0
             from cycnn import _threads
 
@@ -117,7 +137,7 @@ def child(lib, threads, epochs, dataset):
             times.append(time.perf_counter() - t0)
             steal.append(steal_percent(c0, cpu_ticks()))
             losses.append(h["loss"][0])
-        rss_train = _rss_mb()
+        rss_train = _rss_mb() + _workers_peak_mb()
         acc = model.evaluate(xt, yt)[1]
     else:
         import torch
@@ -154,7 +174,7 @@ def child(lib, threads, epochs, dataset):
     print(json.dumps({"lib": lib, "threads": threads, "dataset": name, "n": len(x),
                       "seconds": times, "steal": steal, "loss": losses, "test_accuracy": acc,
                       "rss_data_mb": rss_data, "rss_train_mb": rss_train,
-                      "rss_peak_mb": _rss_mb()}))
+                      "rss_peak_mb": _rss_mb() + (_workers_peak_mb() if lib != "torch" else 0)}))
 
 
 def main(argv=None):
@@ -164,9 +184,9 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3,
                     help="runs of every (library, threads) pair, taken in turn")
     ap.add_argument("--dataset", choices=("auto", "digits", "fashion-mnist"), default="auto")
-    ap.add_argument("--libs", nargs="+", default=["cycnn", "cycnn-fixed", "cycnn-shards", "torch"],
-                    help="cycnn-fixed: every step on every thread (no fallback to one); "
-                         "cycnn-shards: one shard of each batch per thread")
+    ap.add_argument("--libs", nargs="+", default=["cycnn", "cycnn-loops", "cycnn-fixed", "torch"],
+                    help="cycnn-loops: each loop split across the threads, no shards; "
+                         "cycnn-fixed: the same on every step (no fallback to one thread)")
     ap.add_argument("--phase-batches", type=int, default=300,
                     help="batches of the per-phase profile (0 skips it)")
     ap.add_argument("--busy", type=int, default=0, metavar="N",
@@ -188,7 +208,7 @@ def main(argv=None):
         for k in range(args.rounds):
             for nt in args.threads:
                 for lib in args.libs:
-                    if lib in ("cycnn-fixed", "cycnn-shards") and nt == 1:  # the same as cycnn
+                    if lib in ("cycnn-loops", "cycnn-fixed") and nt == 1:  # the same as cycnn
                         continue
                     r = subprocess.run([sys.executable, __file__, "--child", lib, str(nt),
                                         "--epochs", str(args.epochs), "--dataset",

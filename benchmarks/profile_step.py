@@ -9,13 +9,15 @@ Two sets of routes are profiled, each in its own child process:
   filters through im2col and one BLAS product, max pooling through the general loops,
   whole steps (every loop split across the threads), and BLAS free to use every thread
   during ``fit``;
-* ``after``: what cycnn does now (the fast convolution route, the 2x2 max-pool loop,
-  BLAS held to the calling thread during ``fit``);
-* ``after-shards``: the same routes with each step cut into one shard of the batch per
-  thread (``CYCNN_SHARD_STEPS=1``; only on more than one thread).
+* ``after-loops``: the routes of today (the fast convolution route, the 2x2 max-pool
+  loop, BLAS held to the calling thread during ``fit``) with whole steps, every loop split
+  across the threads (``CYCNN_SHARD_STEPS=0``; only on more than one thread);
+* ``after``: what cycnn does now: the same routes, and on several threads each step cut
+  into one shard of the batch per thread, the first run in this process and the others in
+  worker processes (cycnn/_sharding.py).
 
-With shards, the times of a phase add up over the shards' threads, so they are CPU
-milliseconds per step rather than wall time; the ``total`` row is wall time.
+With shards, the phases are those of the first shard, the one this process runs; the row
+``waiting for the shard workers`` is the time it then waited for the others' gradients.
 
     python benchmarks/profile_step.py                    # 1 and 2 threads, 150 batches
     python benchmarks/profile_step.py --threads 2 --batches 40 --routes after
@@ -43,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 BATCH, LR, MOMENTUM, SEED = 64, 0.01, 0.9, 0
-ROUTES = ("before", "after", "after-shards")
+ROUTES = ("before", "after-loops", "after")
 
 
 def _use_routes_before_issue_15():
@@ -78,7 +80,7 @@ def phases(threads, batches, dataset, routes="after"):
 
     if routes == "before":
         _use_routes_before_issue_15()
-    _sharding.ENABLED = routes == "after-shards"
+    _sharding.ENABLED = routes == "after"
     name, ((x, y), _) = _data(dataset)
     cycnn.set_num_threads(threads)
     model = cycnn.lenet5(SEED)
@@ -96,8 +98,7 @@ def phases(threads, batches, dataset, routes="after"):
             return out
         return call
 
-    # the passes are timed through their classes, each layer under the name it carries,
-    # so that the replicas a sharded step makes of a layer (copies of it) count as it
+    # the passes are timed through their classes, each layer under the name it carries
     def timed_pass(fn, name):
         def call(self, *a, **k):
             return timed(f"{self._profile_name} {name}", fn.__get__(self))(*a, **k)
@@ -110,6 +111,7 @@ def phases(threads, batches, dataset, routes="after"):
         cls.backward = timed_pass(cls.backward, "backward")
     opt = cycnn.SGD(LR, momentum=MOMENTUM)
     opt.step = timed("optimizer step", opt.step)
+    _sharding._Worker.result = timed("waiting for the shard workers", _sharding._Worker.result)
     model.fit(x[:10 * BATCH], y[:10 * BATCH], batch_size=BATCH, optimizer=cycnn.SGD(LR))
     spent.clear()
     t0 = time.perf_counter()
@@ -118,10 +120,9 @@ def phases(threads, batches, dataset, routes="after"):
     steps = -(-n // BATCH)
     order = [k for k in spent if k.endswith("forward")]
     order += [k for k in reversed(list(spent)) if k.endswith("backward")] + ["optimizer step"]
+    order += [k for k in spent if k.startswith("waiting")]
     out = {k: 1e3 * spent[k] / steps for k in order}
-    sharded = _sharding.shards(model, BATCH, threads) is not None
-    if not sharded:  # with shards the phases overlap in time: no remainder to give
-        out["batching, loss, Python"] = 1e3 * (total - sum(spent.values())) / steps
+    out["batching, loss, Python"] = 1e3 * (total - sum(spent.values())) / steps
     out["total"] = 1e3 * total / steps
     return {"threads": threads, "routes": routes, "steps": steps, "dataset": name,
             "load": os.getloadavg()[0], "ms": out}
@@ -162,8 +163,8 @@ def print_profiles(profiles):
                 cells.append(f"{ms[k]:.3f} ({100 * ms[k] / ms['total']:.0f} %)")
         rows.append([k] + cells)
     print_table(["phase"] + [f"{r}, {nt} thread(s)" for r, nt in cols], rows)
-    print("Where a column has shards (one per thread), a phase's time is summed over the "
-          "threads that ran it, and only the total is wall time.")
+    print("Where a column has shards (after, on several threads), the phases are those of "
+          "the shard this process ran, and the others ran meanwhile in worker processes.")
     print("load average during the profiles: "
           + ", ".join(f"{r} {nt}: {profiles[r, nt]['load']:.2f}" for r, nt in cols))
 
@@ -186,7 +187,7 @@ def main(argv=None):
     profiles = {}
     for nt in args.threads:
         for routes in args.routes:
-            if routes == "after-shards" and nt == 1:  # one thread: the same as "after"
+            if routes == "after-loops" and nt == 1:  # one thread: the same as "after"
                 continue
             p = run_child(nt, args.batches, args.dataset, routes)
             if p is not None:

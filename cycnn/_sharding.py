@@ -1,68 +1,91 @@
-"""A training step on several threads: one shard of the batch per thread.
+"""A training step on several threads: one shard of the batch per core, each in its own
+process.
 
 Run loop by loop, a LeNet-5 step on two threads opens some twenty short parallel regions
-(every convolution and pooling loop, each split across the cores) between which the
-serial parts (ReLU, the dense layers, the loss, Python) leave the second core idle, and
-each region wakes a sleeping thread first. Here the batch is cut instead: with ``T``
-threads, thread ``k`` takes samples ``[k*N/T, (k+1)*N/T)`` through every layer, forward
-and backward, with the compiled loops and BLAS on that thread alone. The step has one
-fork and one join, every phase (the serial ones too) runs on every core, and waiting is
-the passive kind (a Python condition variable: a thread that has nothing to do sleeps,
-so a loaded machine is not made to wait on a spinning thread).
+(every convolution and pooling loop, each split across the cores); between them the
+serial parts (the loss, the optimizer, Python itself) leave the second core idle, and
+every region first wakes a sleeping thread. Here the batch is cut instead: with ``T``
+threads, shard ``k`` is samples ``[k*N/T, (k+1)*N/T)``, taken through every layer,
+forward and backward, with the compiled loops and BLAS on one thread. Shard 0 runs in
+the calling process on the model itself; shards 1 to ``T-1`` run in worker processes,
+one per shard, started on the first such step and kept for the next ones.
 
-This only works for layers whose output for a sample depends on that sample alone (no
-batch statistics): those whose class says ``per_sample = True``. Each shard runs the
-model's own forward and backward passes, on a twin of the model whose layers share the
-parameters but keep their own caches and gradients. The parameter gradients are the
-shards' sums added in shard order and the loss gradient of shard ``k`` is scaled by
-``n_k / N``: the same sums as the unsharded step, in another order, so they agree with it
-to rounding, and bit for bit from run to run at one thread count.
+Why processes and not threads: the layers are Python, and two Python threads take
+turns holding the interpreter lock. A step has dozens of short compiled calls, each of
+which hands the lock over and wakes the other thread, so two threads of shards were
+slower than one thread (measured: 3.68 ms against 3.24 ms per LeNet-5 step of 64).
+Worker processes have an interpreter each. A step costs them one message each way
+through a pipe; the parameters, the shard's samples and its gradients go through one
+shared memory mapping (an unlinked temporary file, so nothing is left behind however
+the process ends). A worker waits in a blocking read, so on a loaded machine it takes no
+CPU while it has nothing to do.
+
+Only some models are sharded: every layer must be one of cycnn's built-in layers whose
+output for a sample depends on that sample alone (``per_sample = True``: no batch
+statistics, no random masks), and the loss the default-weighted mean
+:class:`~cycnn.layers.SoftmaxCrossEntropy` with no ignored label. The parameter
+gradients are the shards' sums added in shard order, the loss gradient of shard ``k``
+being scaled by ``n_k / N``: the same sums as the whole step, in another order, so they
+agree with it to rounding, and bit for bit from run to run at one thread count.
 """
 
 from __future__ import annotations
 
-import copy
+import atexit
+import mmap
 import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+import traceback
+import warnings
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
 
 import numpy as np
 
 from . import _threads
+from .layers import SoftmaxCrossEntropy
 
-#: fewest samples per shard: below this a shard's loops are too short to pay for a thread
+#: fewest samples per shard: below this a shard's loops are too short to pay for a core
 MIN_SHARD = 8
 
-#: whether training steps on several threads are cut into shards (``CYCNN_SHARD_STEPS=1``
-#: in the environment); off by default, because on the 2-core machine it was measured on
-#: (an Intel Xeon shared with other jobs) whole steps, their loops split across the
-#: threads, were faster: an epoch of 3,200 images took 0.35 s against 0.46 s with shards,
-#: which also spent 30 % more CPU time. benchmarks/bench_train.py times both.
-ENABLED = os.environ.get("CYCNN_SHARD_STEPS", "0") not in ("", "0")
+#: whether training steps on several threads are cut into shards (``CYCNN_SHARD_STEPS=0``
+#: in the environment turns it off)
+ENABLED = os.environ.get("CYCNN_SHARD_STEPS", "1") not in ("", "0")
 
-_pool = None
-_pool_size = 0
-_pool_pid = None
-_pool_lock = threading.Lock()
+#: bytes between two arrays in the shared mapping (a cache line)
+_ALIGN = 64
 
 
-def _executor(workers):
-    """The process's shard workers (created once, grown when more are asked for, and
-    made again in a forked child, which inherits the pool but not its threads)."""
-    global _pool, _pool_size, _pool_pid
-    with _pool_lock:
-        if _pool is None or _pool_size < workers or _pool_pid != os.getpid():
-            if _pool is not None and _pool_pid == os.getpid():
-                _pool.shutdown(wait=True)
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cycnn-shard",
-                                       initializer=_threads.pin_this_thread, initargs=(1,))
-            _pool_size, _pool_pid = workers, os.getpid()
-        return _pool
+def model_shardable(model):
+    """Whether every layer of ``model`` is a built-in cycnn layer that works sample by
+    sample (a custom layer may not be importable in a worker process)."""
+    return os.name == "posix" and all(
+        layer.per_sample and type(layer).__module__.startswith("cycnn.")
+        for layer in model.layers)
 
 
-def shards(model, n, threads):
-    """``[(start, stop), ...]`` for a step on ``n`` samples, or None to keep it whole."""
-    if not ENABLED or threads < 2 or not all(layer.per_sample for layer in model.layers):
+def _loss_shardable(loss, y):
+    """Whether the batch's loss is the shards' losses weighted by their sizes."""
+    if type(loss) is not SoftmaxCrossEntropy:
+        return False
+    o = loss.options
+    return o["weight"] is None and o["reduction"] == "mean" and \
+        not np.any(y == o["ignore_index"])
+
+
+def shards(model, n, threads, loss=None, y=None):
+    """``[(start, stop), ...]`` for a step on ``n`` samples, or None to keep it whole.
+
+    ``loss`` and the labels ``y`` of the step are checked too when ``loss`` is given."""
+    if not ENABLED or threads < 2 or not model_shardable(model):
+        return None
+    if loss is not None and not _loss_shardable(loss, y):
         return None
     k = min(threads, n // MIN_SHARD)
     if k < 2:
@@ -71,48 +94,374 @@ def shards(model, n, threads):
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _replica(layer):
-    """A layer that shares ``layer``'s parameters but keeps its own cache and gradients."""
-    twin = copy.copy(layer)
-    twin.grads = {}
-    twin.cache = None
-    return twin
+# ------------------------------------------------------------------- the shared mapping
+
+def _aligned(nbytes):
+    return -(-nbytes // _ALIGN) * _ALIGN
+
+
+class _Layout:
+    """Where each array of a step lives in the shared mapping: every parameter, then
+    every gradient (the same shapes), then the shard's samples and labels."""
+
+    def __init__(self, model, sample_shape, max_shard):
+        self.dtype = np.dtype(model.dtype)
+        self.params = []  # (layer index, name, offset, shape)
+        end = 0
+        for i, layer in enumerate(model.layers):
+            for name, p in layer.params.items():
+                self.params.append((i, name, end, p.shape))
+                end += _aligned(p.nbytes)
+        self.grad_offset = end
+        end *= 2
+        self.x = (end, (max_shard, *sample_shape))
+        end += _aligned(max_shard * int(np.prod(sample_shape)) * self.dtype.itemsize)
+        self.y = (end, (max_shard,))
+        self.nbytes = end + max_shard * 8
+
+    @staticmethod
+    def bytes_for(params, x, max_shard):
+        """The size of the layout for these parameters and shards of ``x``."""
+        return (2 * sum(_aligned(p.nbytes) for p in params)
+                + _aligned(max_shard * x[0].nbytes) + max_shard * 8)
+
+    def views(self, buf):
+        """``(params, grads, x, y)`` as arrays on ``buf``: two lists in the order of
+        :attr:`params`, and the sample and label buffers."""
+        def at(offset, shape, dtype):
+            return np.frombuffer(buf, dtype, int(np.prod(shape)), offset).reshape(shape)
+
+        params = [at(o, s, self.dtype) for _, _, o, s in self.params]
+        grads = [at(o + self.grad_offset, s, self.dtype) for _, _, o, s in self.params]
+        return params, grads, at(*self.x, self.dtype), at(*self.y, np.int64)
+
+
+def _same(a, b):
+    """Whether two lists hold the same objects (not only equal ones), in order."""
+    return len(a) == len(b) and all(u is v for u, v in zip(a, b))
+
+
+# ------------------------------------------------------------------------ the workers
+
+#: seconds the caller polls for a worker's answer before it sleeps in a read (short: on a
+#: loaded machine a polling caller takes a CPU the worker may be waiting for)
+SPIN_RESULT = 0.0003
+#: seconds a worker polls for the next step after answering one before it sleeps (about
+#: what the caller spends between two shards: adding, the optimizer, the next batch)
+SPIN_NEXT = 0.001
+
+
+def _spin_until_ready(conn, seconds):
+    """Poll ``conn`` for up to ``seconds``; waking a sleeping reader costs tens of
+    microseconds on a virtual machine, a poll one."""
+    end = time.perf_counter() + seconds
+    while not conn.poll() and time.perf_counter() < end:
+        pass
+
+
+class ShardError(RuntimeError):
+    """A shard worker process failed or ended; its traceback is in the message."""
+
+
+class _NoWorker(Exception):
+    """A worker process could not be started."""
+
+
+#: why worker processes cannot be started here (then every shard runs in this process)
+_unavailable = None
+
+
+#: what a worker process runs: ``python -c _WORKER_MAIN package_parent rfd wfd mfd``
+_WORKER_MAIN = ("import sys\n"
+                "sys.path.insert(0, sys.argv[1]) if sys.argv[1] not in sys.path else None\n"
+                "from cycnn._sharding import serve\n"
+                "serve(*map(int, sys.argv[2:]))\n")
+
+
+class _Worker:
+    """One worker process and its shared mapping, seen from the calling process."""
+
+    def __init__(self, nbytes):
+        self.file = tempfile.TemporaryFile(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        self.file.truncate(nbytes)
+        self.nbytes = nbytes
+        self.buf = mmap.mmap(self.file.fileno(), nbytes)
+        their_in, to_worker = os.pipe()  # (read end, write end)
+        from_worker, their_out = os.pipe()
+        # the worker imports this very cycnn: its directory goes first on the worker's
+        # path unless it is on it already (site-packages is, and must not jump the
+        # standard library)
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, CYCNN_SHARD_STEPS="0", OMP_NUM_THREADS="1",
+                   OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        fds = (their_in, their_out, self.file.fileno())
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_MAIN, package_parent, *map(str, fds)],
+                pass_fds=fds, env=env, stdin=subprocess.DEVNULL)
+        except BaseException:
+            for fd in (to_worker, from_worker):
+                os.close(fd)
+            self.file.close()
+            raise
+        finally:
+            os.close(their_in)
+            os.close(their_out)
+        self.send = Connection(to_worker, readable=False)
+        self.recv = Connection(from_worker, writable=False)
+        self.layers, self.params, self.layout, self.views = [], [], None, None
+
+    def fits(self, model, params, sample_shape, n):
+        """Whether the worker's copy of the model is ``model`` as it is now (the same
+        layer objects holding the same parameter arrays), for shards of ``n`` samples of
+        ``sample_shape``. The lists hold references, so no id is ever reused."""
+        return (self.layout is not None and _same(self.layers, model.layers)
+                and _same(self.params, params) and self.layout.x[1][1:] == sample_shape
+                and self.layout.x[1][0] >= n)
+
+    def configure(self, model, params, layout):
+        """Send the worker its copy of ``model`` (without caches, gradients or parameter
+        values: those come through the mapping at every step)."""
+        twin = _twin(model)
+        for layer in twin.layers:
+            layer.params = {k: np.empty(0, p.dtype) for k, p in layer.params.items()}
+        self.send.send(("model", pickle.dumps(twin, protocol=pickle.HIGHEST_PROTOCOL),
+                        layout))
+        self.layers, self.params, self.layout = list(model.layers), list(params), layout
+        self.views = layout.views(self.buf)
+
+    def result(self):
+        """The worker's answer to the step it was sent."""
+        try:
+            _spin_until_ready(self.recv, SPIN_RESULT)
+            kind, *rest = self.recv.recv()
+        except (EOFError, OSError):
+            code = self.proc.wait(timeout=10)
+            raise ShardError(f"cycnn: the shard worker process (pid {self.proc.pid}) ended "
+                             f"during a training step (exit status {code})") from None
+        if kind == "error":
+            raise ShardError(f"cycnn: a shard of the training step failed in worker process "
+                             f"{self.proc.pid}:\n{rest[0]}")
+        return rest
+
+    def close(self):
+        """Close the pipes (the worker ends when it reads their end) and wait for it."""
+        for conn in (self.send, self.recv):
+            conn.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.layers = self.params = self.views = None
+        self.file.close()  # the mapping itself goes when the last view of it does
+
+
+_workers: list = []
+_workers_pid = None
+_lock = threading.Lock()
+
+
+def _get_workers(count, nbytes):
+    """``count`` workers whose mappings hold ``nbytes``; new ones replace those too small,
+    and a forked child starts its own (it inherits the parent's pipes, not its workers)."""
+    global _workers, _workers_pid
+    if _workers_pid != os.getpid():
+        _workers, _workers_pid = [], os.getpid()
+    for i, w in enumerate(_workers[:count]):
+        if w is not None and (w.nbytes < nbytes or w.proc.poll() is not None):
+            _discard(i)
+    while len(_workers) < count:
+        _workers.append(None)
+    for i in range(count):
+        if _workers[i] is None:
+            try:
+                _workers[i] = _Worker(max(nbytes, 1 << 20) * 2)  # room to grow
+            except OSError as e:  # no interpreter to start, no shared memory, ...
+                raise _NoWorker(f"{type(e).__name__}: {e}") from e
+    return _workers[:count]
+
+
+def _discard(i):
+    """Stop worker ``i`` (it may be mid-step: its answer is never read)."""
+    w = _workers[i]
+    _workers[i] = None
+    if w is not None:
+        if w.proc.poll() is None:
+            w.proc.kill()
+        w.close()
+
+
+def shutdown():
+    """Stop every worker process (they also stop when this process ends)."""
+    with _lock:
+        if _workers_pid == os.getpid():
+            for i in range(len(_workers)):
+                _discard(i)
+            _workers.clear()
+
+
+atexit.register(shutdown)
 
 
 def _twin(model):
-    """The model with every layer replaced by a replica: the model's own forward and
-    backward passes, run on another shard into other gradients."""
+    """A copy of ``model`` whose layers share its parameters but keep no cache and no
+    gradients (what is pickled for a worker)."""
+    import copy
+
     twin = copy.copy(model)
-    twin.layers = [_replica(layer) for layer in model.layers]
+    twin.layers = []
+    for layer in model.layers:
+        t = copy.copy(layer)
+        t.grads, t.cache = {}, None
+        twin.layers.append(t)
     return twin
+
+
+def _run_shard(net, loss, x, y, N):
+    """Forward, loss and backward of one shard; returns (summed loss, correct)."""
+    logits = net.forward(x)
+    value = loss.forward(logits, y)
+    correct = int(np.count_nonzero(logits.argmax(axis=1) == y))
+    dy = loss.backward()
+    dy *= dy.dtype.type(x.shape[0] / N)  # the shard's mean becomes its share of the batch's
+    net.backward(dy, need_dx=False)
+    return value * x.shape[0], correct
+
+
+_here = threading.local()
+
+
+@contextmanager
+def in_this_process():
+    """Inside the block, sharded steps run every shard in the calling process, one after
+    the other: the same shards, summed in the same order, so the same bits as with the
+    workers, at one core's speed (what ``fit`` falls back to while the workers do not
+    pay, see :class:`cycnn._threads.StepThreads`)."""
+    old = getattr(_here, "on", False)
+    _here.on = True
+    try:
+        yield
+    finally:
+        _here.on = old
 
 
 def train_step(model, x, y, optimizer, loss, spans):
     """:meth:`Sequential.train_step` with the batch cut at ``spans`` (see the module)."""
+    global _unavailable
+    if getattr(_here, "on", False) or _unavailable:
+        return _train_step_here(model, x, y, optimizer, loss, spans)
+    with _lock:
+        try:
+            return _train_step(model, x, y, optimizer, loss, spans)
+        except _NoWorker as e:
+            _unavailable = str(e)
+    warnings.warn(f"cycnn: could not start a shard worker process ({_unavailable}); "
+                  "sharded training steps run in this process from now on", RuntimeWarning,
+                  stacklevel=3)
+    return _train_step_here(model, x, y, optimizer, loss, spans)
+
+
+def _train_step_here(model, x, y, optimizer, loss, spans):
     N = x.shape[0]
-    models = [model] + [_twin(model) for _ in spans[1:]]
-    losses = [loss] + [copy.copy(loss) for _ in spans[1:]]
-
-    def run(k):
-        (s0, s1), net, lossk = spans[k], models[k], losses[k]
-        logits = net.forward(x[s0:s1])
-        value = lossk.forward(logits, y[s0:s1])
-        correct = int(np.count_nonzero(logits.argmax(axis=1) == y[s0:s1]))
-        dy = lossk.backward()
-        dy *= dy.dtype.type((s1 - s0) / N)  # the shard's mean becomes its share of the batch's
-        net.backward(dy, need_dx=False)
-        return value * (s1 - s0), correct
-
-    pool = _executor(len(spans) - 1)
+    twin = _twin(model)
     with _threads.blas_threads(1), _threads.pinned(1):
-        futures = [pool.submit(run, k) for k in range(1, len(spans))]
-        first = run(0)
-        results = [first] + [f.result() for f in futures]  # in shard order
-    for i, layer in enumerate(model.layers):
-        for name in layer.grads:
-            total = layer.grads[name]
-            for twin in models[1:]:
-                total = total + twin.layers[i].grads[name]
-            layer.grads[name] = total
-    optimizer.step(model.parameters(), model.gradients())
+        results = [_run_shard(model, loss, x[s0:s1], y[s0:s1], N) for s0, s1 in spans[:1]]
+        grads = []
+        for s0, s1 in spans[1:]:
+            results.append(_run_shard(twin, SoftmaxCrossEntropy(**loss.options),
+                                      _as_sent(x[s0:s1]), _as_sent(y[s0:s1], np.int64), N))
+            grads.append([twin.layers[i].grads[k] for i, layer in enumerate(model.layers)
+                          for k in layer.params])
+    _add_and_step(model, grads, optimizer)
     return sum(r[0] for r in results) / N, sum(r[1] for r in results)
+
+
+def _as_sent(a, dtype=None):
+    """A copy of ``a`` as a worker receives it: in a fresh, 64-byte aligned buffer (so a
+    loop whose rounding depends on where its data start sees the same start)."""
+    dtype = np.dtype(dtype or a.dtype)
+    raw = np.empty(a.size * dtype.itemsize + _ALIGN, np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    out = raw[start:start + a.size * dtype.itemsize].view(dtype).reshape(a.shape)
+    np.copyto(out, a)
+    return out
+
+
+def _add_and_step(model, shard_grads, optimizer):
+    """Add each shard's gradients to the model's own (shard 0's), in shard order, then
+    take the optimizer step. ``shard_grads`` holds one list per shard beyond the first,
+    in the order of the model's parameters."""
+    names = [(i, k) for i, layer in enumerate(model.layers) for k in layer.params]
+    for j, (i, k) in enumerate(names):
+        total = model.layers[i].grads[k]
+        for g in shard_grads:
+            total = total + g[j]
+        model.layers[i].grads[k] = total
+    optimizer.step(model.parameters(), model.gradients())
+
+
+def _train_step(model, x, y, optimizer, loss, spans):
+    N = x.shape[0]
+    max_shard = max(b - a for a, b in spans)
+    params = [p for layer in model.layers for p in layer.params.values()]
+    workers = _get_workers(len(spans) - 1, _Layout.bytes_for(params, x, max_shard))
+    sent = []
+    try:
+        for w, (s0, s1) in zip(workers, spans[1:]):
+            if not w.fits(model, params, x.shape[1:], max_shard):
+                w.configure(model, params, _Layout(model, x.shape[1:], max_shard))
+            wp, _, wx, wy = w.views
+            for dst, src in zip(wp, params):
+                np.copyto(dst, src)
+            np.copyto(wx[:s1 - s0], x[s0:s1])
+            np.copyto(wy[:s1 - s0], y[s0:s1])
+            w.send.send(("step", s1 - s0, N, loss.options, SPIN_NEXT))
+            sent.append(w)
+        with _threads.blas_threads(1), _threads.pinned(1):
+            s0, s1 = spans[0]
+            first = _run_shard(model, loss, x[s0:s1], y[s0:s1], N)
+        results = [first] + [w.result() for w in sent]  # in shard order
+    except BaseException:
+        for i, w in enumerate(_workers):
+            if w in sent:
+                _discard(i)  # its answer may still come: never read a stale one
+        raise
+    _add_and_step(model, [w.views[1] for w in sent], optimizer)
+    return sum(r[0] for r in results) / N, sum(r[1] for r in results)
+
+
+# ---------------------------------------------------------------- inside a worker
+
+def serve(rfd, wfd, mfd):
+    """The worker process's loop: build the model it is sent, run the shards it is sent,
+    until the calling process closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the calling process
+    _threads.set_num_threads(1)
+    recv, send = Connection(rfd, writable=False), Connection(wfd, readable=False)
+    buf = mmap.mmap(mfd, os.fstat(mfd).st_size)
+    net = views = layout = None
+    spin = 0.0
+    while True:
+        try:
+            _spin_until_ready(recv, spin)
+            msg = recv.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if msg[0] == "model":
+                net, layout = pickle.loads(msg[1]), msg[2]
+                views = layout.views(buf)
+                for (i, name, _, _), p in zip(layout.params, views[0]):
+                    net.layers[i].params[name] = p
+                net.train()
+                continue
+            t0 = time.perf_counter()
+            _, n, N, options, spin = msg
+            loss = SoftmaxCrossEntropy(**options)
+            value, correct = _run_shard(net, loss, views[2][:n], views[3][:n], N)
+            for (i, name, _, _), g in zip(layout.params, views[1]):
+                np.copyto(g, net.layers[i].grads[name])
+            send.send(("ok", value, correct, time.perf_counter() - t0))
+        except BaseException:
+            send.send(("error", traceback.format_exc()))

@@ -175,12 +175,16 @@ class StepThreads:
     This changes no result: the kernels a training step runs give the same bits on any
     thread count (each output is summed by one thread, in an order fixed by the shapes;
     tests/test_threads.py checks a whole fit), so the timings decide the speed alone.
-    ``adaptive=False`` (what a model whose steps depend on the thread count asks for)
-    keeps every step on ``n``; ``clock`` is the timer (a test passes its own).
+    A step cut into shards (cycnn/_sharding.py) runs "on one thread" by taking every
+    shard in the calling process: ``one`` makes the context for that (by default
+    :func:`pinned` to 1). ``adaptive=False`` keeps every step on ``n``; ``clock`` is the
+    timer (a test passes its own).
     """
 
-    def __init__(self, n, period=200, probes=3, adaptive=True, clock=time.perf_counter):
+    def __init__(self, n, period=200, probes=3, adaptive=True, clock=time.perf_counter,
+                 one=None):
         self.n, self.period, self.probes, self.clock = n, period, probes, clock
+        self.one = one or (lambda: pinned(1))
         self.adaptive = adaptive and ADAPTIVE and n > 1
         self.count = 0  # steps begun
         self.choice = n
@@ -202,7 +206,7 @@ class StepThreads:
         else:
             threads = self.choice
         t0 = self.clock()
-        with pinned(threads):
+        with pinned(threads) if threads != 1 else self.one():
             yield
         self.count += 1
         if probing:

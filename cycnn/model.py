@@ -117,10 +117,11 @@ class Sequential:
     @property
     def steps_depend_on_threads(self) -> bool:
         """Whether a training step's result (to the last bit) depends on the thread count:
-        only when steps are cut into one shard per thread (``CYCNN_SHARD_STEPS=1``), which
-        adds the shards' gradients in another order. Otherwise every loop a step runs
-        gives the same bits on any number of threads."""
-        return _sharding.ENABLED and all(layer.per_sample for layer in self.layers)
+        only when steps on several threads are cut into one shard per thread (models of
+        built-in per-sample layers, unless ``CYCNN_SHARD_STEPS=0``), which adds the
+        shards' gradients in another order. Otherwise every loop a step runs gives the
+        same bits on any number of threads."""
+        return _sharding.ENABLED and _sharding.model_shardable(self)
 
     # ---------------------------------------------------------------- parameters
     def parameters(self) -> dict:
@@ -298,12 +299,14 @@ class Sequential:
 
         Notes
         -----
-        With ``CYCNN_SHARD_STEPS=1`` in the environment, a step on several threads
-        (:func:`cycnn.set_num_threads`) of a model made of per-sample layers (convolution,
-        pooling, ReLU, flatten, dense) cuts the batch into one shard per thread, each
-        taken through the whole step on its own thread, and adds the shards' gradients in
-        order: the same sums as on one thread, to rounding, and the same bits from run to
-        run at one thread count. By default each compiled loop is split across the
+        On several threads (:func:`cycnn.set_num_threads`), a step of a model made of
+        cycnn's per-sample layers (convolutions, pooling, activations, flatten, dense)
+        with the default-weighted mean loss cuts the batch into one shard per thread:
+        the first taken through the whole step here, the others in worker processes
+        (started on the first such step and kept). The shards' gradients are added in
+        order: the same sums as on one thread, to rounding, and the same bits from run
+        to run at one thread count. Other models, and every model with
+        ``CYCNN_SHARD_STEPS=0`` in the environment, split each compiled loop across the
         threads instead.
         """
         func = "train_step"
@@ -311,7 +314,7 @@ class Sequential:
         y = self.labels(func, y, x.shape[0], out_shape)
         loss = loss or SoftmaxCrossEntropy()
         self.train()
-        spans = _sharding.shards(self, x.shape[0], get_num_threads())
+        spans = _sharding.shards(self, x.shape[0], get_num_threads(), loss, y)
         if spans is not None:  # one shard of the batch per thread
             return _sharding.train_step(self, x, y, optimizer, loss, spans)
         logits = self.forward(x)

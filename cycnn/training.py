@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from . import _sharding
 from ._threads import StepThreads, blas_threads, get_num_threads
 from ._validate import as_int
 from .layers import SoftmaxCrossEntropy
@@ -144,7 +145,9 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=No
     history.epochs_completed = initial_epoch
     xbuf = np.empty((min(batch_size, N), *x.shape[1:]), x.dtype) if shuffle else None
     stop = _Interrupt()
-    threads = StepThreads(get_num_threads(), adaptive=not model.steps_depend_on_threads)
+    # sharded steps fall back to all their shards in this process (the same bits)
+    threads = StepThreads(get_num_threads(), one=_sharding.in_this_process
+                          if model.steps_depend_on_threads else None)
     with stop, blas_threads(1):
         for epoch in range(initial_epoch, epochs):
             order = epoch_order(N, seed, epoch) if shuffle else None

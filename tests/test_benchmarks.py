@@ -17,16 +17,17 @@ import run_all  # noqa: E402
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("routes, threads", [("before", 1), ("after", 1), ("after", 2),
-                                             ("after-shards", 2)])
+@pytest.mark.parametrize("routes, threads", [("before", 1), ("after", 1), ("after-loops", 2),
+                                             ("after", 2)])
 def test_profile_step_runs_each_set_of_routes(routes, threads):
     p = profile_step.run_child(threads, 2, "digits", routes)
     assert p is not None, "the profile's child process failed (see stderr above)"
     ms = p["ms"]
     assert p["steps"] == 2 and ms["total"] > 0
     assert sum(k.endswith("forward") for k in ms) == 12  # LeNet-5's twelve layers
-    sharded = routes == "after-shards"
-    assert ("batching, loss, Python" in ms) == (not sharded)
+    assert ms["batching, loss, Python"] >= 0
+    sharded = (routes, threads) == ("after", 2)  # the shard workers ran the other half
+    assert ("waiting for the shard workers" in ms) == sharded
 
 
 def test_run_all_keeps_tables_and_line_breaks():

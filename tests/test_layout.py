@@ -47,9 +47,10 @@ ALLOWED = {
     # Sequential.fit and .save are one-line conveniences that hand over to training.py and
     # checkpoint.py (imported inside the methods); nothing else in model.py uses them
     "model": {"_sharding", "_threads", "_validate", "layers", "training", "checkpoint"},
-    # a training step cut into one shard per thread: the model's own passes on each shard
-    "_sharding": {"_threads"},
-    "training": {"_threads", "_validate", "layers", "optim", "schedules"},
+    # a training step cut into one shard per thread: the model's own passes on each shard,
+    # and in a worker process the loss it rebuilds from its options
+    "_sharding": {"_threads", "layers"},
+    "training": {"_sharding", "_threads", "_validate", "layers", "optim", "schedules"},
     "checkpoint": {"_io", "_validate", "layers", "model", "optim", "schedules"},
     "interop": {"_io", "layers", "model"},
     "zoo": {"_validate", "layers", "model"},
