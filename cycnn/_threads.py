@@ -63,6 +63,14 @@ def set_num_threads(n: int) -> None:
         ``n`` out of range.
     TypeError
         ``n`` is not an integer.
+
+    Notes
+    -----
+    A training step (``fit``, ``train_step``) on ``n > 1`` threads of a model made of
+    cycnn's per-sample layers cuts its batch into ``n`` shards, all but the first run by
+    worker processes (``CYCNN_SHARD_STEPS=0`` in the environment turns this off). The
+    thread count then sets which sums a step adds, so the weights of a fit are the same
+    bits for the same seed and thread count, and agree to rounding across counts.
     """
     global _num_threads
     _num_threads = _check("set_num_threads", "n", n)
