@@ -43,7 +43,6 @@ import threading
 import time
 import traceback
 import warnings
-from contextlib import contextmanager
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -332,18 +331,12 @@ def _run_shard(net, loss, x, y, N):
 _here = threading.local()
 
 
-@contextmanager
 def in_this_process():
     """Inside the block, sharded steps run every shard in the calling process, one after
     the other: the same shards, summed in the same order, so the same bits as with the
     workers, at one core's speed (what ``fit`` falls back to while the workers do not
     pay, see :class:`cycnn._threads.StepThreads`)."""
-    old = getattr(_here, "on", False)
-    _here.on = True
-    try:
-        yield
-    finally:
-        _here.on = old
+    return _threads.held(_here, "on", True, default=False)
 
 
 def train_step(model, x, y, optimizer, loss, spans):

@@ -137,14 +137,20 @@ def pin_this_thread(n: int) -> None:
 
 
 @contextmanager
-def pinned(n: int):
-    """Inside the block, calls made on this thread default to ``n`` threads."""
-    old = getattr(_pins, "n", None)
-    _pins.n = n
+def held(local, name, value, default=None):
+    """Inside the block, ``local.name`` (an attribute of a ``threading.local``) is
+    ``value`` on this thread; its old value (or ``default``) comes back on exit."""
+    old = getattr(local, name, default)
+    setattr(local, name, value)
     try:
         yield
     finally:
-        _pins.n = old
+        setattr(local, name, old)
+
+
+def pinned(n: int):
+    """Inside the block, calls made on this thread default to ``n`` threads."""
+    return held(_pins, "n", n)
 
 
 def resolve_threads(func: str, threads) -> int:
