@@ -17,8 +17,10 @@ slower than one thread (measured: 3.68 ms against 3.24 ms per LeNet-5 step of 64
 Worker processes have an interpreter each. A step costs them one message each way
 through a pipe; the parameters, the shard's samples and its gradients go through one
 shared memory mapping (an unlinked temporary file, so nothing is left behind however
-the process ends). A worker waits in a blocking read, so on a loaded machine it takes no
-CPU while it has nothing to do.
+the process ends). After answering, a worker polls for the next step for at most
+:data:`SPIN_NEXT` seconds and then waits in a blocking read, so a worker with nothing to do
+takes no CPU from a loaded machine; ``fit`` checks that the workers pay and otherwise takes
+the shards in the calling process (:func:`in_this_process`).
 
 Only some models are sharded: every layer must be one of cycnn's built-in layers whose
 output for a sample depends on that sample alone (``per_sample = True``: no batch
