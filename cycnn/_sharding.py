@@ -226,10 +226,16 @@ class _Worker:
         twin = _twin(model)
         for layer in twin.layers:
             layer.params = {k: np.empty(0, p.dtype) for k, p in layer.params.items()}
-        self.send.send(("model", pickle.dumps(twin, protocol=pickle.HIGHEST_PROTOCOL),
-                        layout))
+        self.post(("model", pickle.dumps(twin, protocol=pickle.HIGHEST_PROTOCOL), layout))
         self.layers, self.params, self.layout = list(model.layers), list(params), layout
         self.views = layout.views(self.buf)
+
+    def post(self, msg):
+        """Send ``msg``; a worker that has ended is a ShardError."""
+        try:
+            self.send.send(msg)
+        except OSError:  # the read end is closed: the worker is gone
+            self._ended()
 
     def result(self):
         """The worker's answer to the step it was sent."""
@@ -237,13 +243,16 @@ class _Worker:
             _spin_until_ready(self.recv, SPIN_RESULT)
             kind, *rest = self.recv.recv()
         except (EOFError, OSError):
-            code = self.proc.wait(timeout=10)
-            raise ShardError(f"cycnn: the shard worker process (pid {self.proc.pid}) ended "
-                             f"during a training step (exit status {code})") from None
+            self._ended()
         if kind == "error":
             raise ShardError(f"cycnn: a shard of the training step failed in worker process "
                              f"{self.proc.pid}:\n{rest[0]}")
         return rest
+
+    def _ended(self):
+        code = self.proc.wait(timeout=10)
+        raise ShardError(f"cycnn: the shard worker process (pid {self.proc.pid}) ended "
+                         f"during a training step (exit status {code})") from None
 
     def close(self):
         """Close the pipes (the worker ends when it reads their end) and wait for it."""
@@ -404,6 +413,7 @@ def _train_step(model, x, y, optimizer, loss, spans):
     sent = []
     try:
         for w, (s0, s1) in zip(workers, spans[1:]):
+            sent.append(w)  # from here on its pipe may hold part of a message
             if not w.fits(model, params, x.shape[1:], max_shard):
                 w.configure(model, params, _Layout(model, x.shape[1:], max_shard))
             wp, _, wx, wy = w.views
@@ -411,8 +421,7 @@ def _train_step(model, x, y, optimizer, loss, spans):
                 np.copyto(dst, src)
             np.copyto(wx[:s1 - s0], x[s0:s1])
             np.copyto(wy[:s1 - s0], y[s0:s1])
-            w.send.send(("step", s1 - s0, N, loss.options, SPIN_NEXT))
-            sent.append(w)
+            w.post(("step", s1 - s0, N, loss.options, SPIN_NEXT))
         with _threads.blas_threads(1), _threads.pinned(1):
             s0, s1 = spans[0]
             first = _run_shard(model, loss, x[s0:s1], y[s0:s1], N)

@@ -321,19 +321,27 @@ def test_an_error_in_a_worker_reaches_the_caller_with_its_traceback(monkeypatch)
 
 
 @pytest.mark.usefixtures("shards_on")
-def test_a_worker_that_dies_is_reported_and_replaced(monkeypatch):
-    _step(2, True, 32, np.float64, monkeypatch)
+@pytest.mark.parametrize("when", ["during the step", "before the step"])
+def test_a_worker_that_dies_is_reported_and_replaced(when, monkeypatch):
+    """Killed while it works on a shard (one of 3,000 samples: far longer than the kill
+    takes), or found dead when the step is sent to it."""
+    _step(2, True, 6000, np.float64, monkeypatch)
     w = _workers()[0]
-    real_send = w.send.send
+    if when == "during the step":
+        real_post = w.post
 
-    def send_then_die(msg):
-        real_send(msg)
-        if msg[0] == "step":
+        def post_then_die(msg):
+            real_post(msg)
             w.proc.kill()
 
-    monkeypatch.setattr(w.send, "send", send_then_die)
+        monkeypatch.setattr(w, "post", post_then_die)
+    else:
+        w.proc.kill()
+        w.proc.wait(timeout=10)
+        monkeypatch.setattr(w.proc, "poll", lambda: None)  # not noticed before the send
     with pytest.raises(_sharding.ShardError, match=f"pid {w.proc.pid}.* ended"):
-        _step(2, True, 32, np.float64, monkeypatch)
+        _step(2, True, 6000, np.float64, monkeypatch)
+    assert w not in _sharding._workers
     _assert_same_step(_step(1, False, 32, np.float64, monkeypatch),
                       _step(2, True, 32, np.float64, monkeypatch), 1e-12)
     assert _workers()[0] is not w
