@@ -3,7 +3,7 @@
 Every layer's forward and backward, the optimizer step and the rest (batching, loss,
 Python) are timed over the first ``--batches`` batches of ``fit`` (batch 64, float32, SGD
 with momentum, as in bench_train.py), in milliseconds per step, on each thread count.
-Two sets of routes are profiled, each in its own child process:
+Three sets of routes are profiled, each in its own child process:
 
 * ``before``: the routes cycnn had before issue 15: every convolution with three or more
   filters through im2col and one BLAS product, max pooling through the general loops,
@@ -150,6 +150,7 @@ def print_profiles(profiles):
     keys = list(first["ms"])
     for c in cols[1:]:
         keys += [k for k in profiles[c]["ms"] if k not in keys]
+    keys = [k for k in keys if k != "total"] + ["total"]  # a row only some columns have
     rows = []
     for k in keys:
         cells = []
