@@ -120,12 +120,6 @@ class _Layout:
         self.y = (end, (max_shard,))
         self.nbytes = end + max_shard * 8
 
-    @staticmethod
-    def bytes_for(params, x, max_shard):
-        """The size of the layout for these parameters and shards of ``x``."""
-        return (2 * sum(_aligned(p.nbytes) for p in params)
-                + _aligned(max_shard * x[0].nbytes) + max_shard * 8)
-
     def views(self, buf):
         """``(params, grads, x, y)`` as arrays on ``buf``: two lists in the order of
         :attr:`params`, and the sample and label buffers."""
@@ -370,7 +364,8 @@ def _train_step_here(model, x, y, optimizer, loss, spans):
     N = x.shape[0]
     twin = _twin(model)
     with _threads.blas_threads(1), _threads.pinned(1):
-        results = [_run_shard(model, loss, x[s0:s1], y[s0:s1], N) for s0, s1 in spans[:1]]
+        s0, s1 = spans[0]
+        results = [_run_shard(model, loss, x[s0:s1], y[s0:s1], N)]
         grads = []
         for s0, s1 in spans[1:]:
             results.append(_run_shard(twin, SoftmaxCrossEntropy(**loss.options),
@@ -409,13 +404,14 @@ def _train_step(model, x, y, optimizer, loss, spans):
     N = x.shape[0]
     max_shard = max(b - a for a, b in spans)
     params = [p for layer in model.layers for p in layer.params.values()]
-    workers = _get_workers(len(spans) - 1, _Layout.bytes_for(params, x, max_shard))
+    layout = _Layout(model, x.shape[1:], max_shard)
+    workers = _get_workers(len(spans) - 1, layout.nbytes)
     sent = []
     try:
         for w, (s0, s1) in zip(workers, spans[1:]):
             sent.append(w)  # from here on its pipe may hold part of a message
             if not w.fits(model, params, x.shape[1:], max_shard):
-                w.configure(model, params, _Layout(model, x.shape[1:], max_shard))
+                w.configure(model, params, layout)
             wp, _, wx, wy = w.views
             for dst, src in zip(wp, params):
                 np.copyto(dst, src)
@@ -460,12 +456,11 @@ def serve(rfd, wfd, mfd):
                     net.layers[i].params[name] = p
                 net.train()
                 continue
-            t0 = time.perf_counter()
             _, n, N, options, spin = msg
             loss = SoftmaxCrossEntropy(**options)
             value, correct = _run_shard(net, loss, views[2][:n], views[3][:n], N)
             for (i, name, _, _), g in zip(layout.params, views[1]):
                 np.copyto(g, net.layers[i].grads[name])
-            send.send(("ok", value, correct, time.perf_counter() - t0))
+            send.send(("ok", value, correct))
         except BaseException:
             send.send(("error", traceback.format_exc()))
