@@ -27,7 +27,8 @@ MSE_REDUCTIONS = ("mean", "sum", "half_sum", "none")
 
 def _classes_last(a, class_axis):
     """a with its class axis moved last and every other axis merged: one row per position."""
-    a = np.moveaxis(a, class_axis, -1)
+    if class_axis != a.ndim - 1:
+        a = np.moveaxis(a, class_axis, -1)
     return a.reshape(-1, a.shape[-1])
 
 
@@ -119,10 +120,11 @@ def softmax_cross_entropy(logits, labels, weight=None, ignore_index=-100, label_
     K = logits.shape[class_axis]
     dt = float_dtype(logits)
     logits = np.ascontiguousarray(logits, dtype=dt)
-    w = np.ones(K, dt) if weight is None else np.asarray(as_array(func, "weight", weight), dt)
-    if w.shape != (K,):
-        raise ValueError(f"{func}: weight must have shape (K,) = ({K},) for "
-                         f"logits.shape={logits.shape}, got weight.shape={w.shape}")
+    if weight is not None:
+        w = np.asarray(as_array(func, "weight", weight), dt)
+        if w.shape != (K,):
+            raise ValueError(f"{func}: weight must have shape (K,) = ({K},) for "
+                             f"logits.shape={logits.shape}, got weight.shape={w.shape}")
     z = _classes_last(logits, class_axis)  # (M, K): one row per position
     logp = log_softmax(z, axis=1)
     s = np.exp(logp)
@@ -138,38 +140,35 @@ def softmax_cross_entropy(logits, labels, weight=None, ignore_index=-100, label_
             )
         Y = _classes_last(target, class_axis)
         Y = (1 - eps) * Y + eps / K if eps else Y
-        wY = w * Y
+        wY = Y if weight is None else w * Y
         loss = -np.sum(wY * logp, axis=1, dtype=np.float64)
         grad = s * wY.sum(axis=1, keepdims=True) - wY
         denominator = float(z.shape[0])
     elif labels.shape == index_shape:
-        if labels.dtype.kind not in "iu":
-            raise TypeError(
-                f"{func}: labels of shape {labels.shape} (the logits' shape without the "
-                f"class axis) must be integer class indices, got dtype {labels.dtype}; pass "
-                f"target distributions with the logits' shape {logits.shape}"
-            )
-        t = labels.reshape(-1).astype(np.int64)
-        keep = t != ignore_index
-        bad = keep & ((t < 0) | (t >= K))
-        if bad.any():
-            at = int(np.argmax(bad))
-            raise ValueError(
-                f"{func}: labels must lie in [0, K) = [0, {K}) (or equal ignore_index="
-                f"{ignore_index}) for logits.shape={logits.shape}; got {t[at]} at flat "
-                f"index {at}"
-            )
-        tt = np.where(keep, t, 0)        # an ignored position reads class 0 ...
-        wt = np.where(keep, w[tt], 0)    # ... with weight 0: w[t] per position
+        t, keep = _class_indices(func, labels, K, ignore_index, logits.shape)
         rows = np.arange(len(t))
-        onehot = np.zeros_like(z)
-        onehot[rows, tt] = 1
-        nll = -wt * logp[rows, tt]
-        smooth = -(logp @ w) * keep
-        loss = (1 - eps) * nll.astype(np.float64) + (eps / K) * smooth.astype(np.float64)
-        grad = (1 - eps) * wt[:, None] * (s - onehot) + \
-            (eps / K) * keep[:, None] * (s * w.sum() - w)
-        denominator = float(np.sum(wt, dtype=np.float64))
+        if weight is None and not eps and keep.all():
+            # the common case, (s - onehot(t)) / M: the general formula below with every
+            # weight 1 and nothing ignored or smoothed, without its products by 1 and 0
+            loss = -logp[rows, t].astype(np.float64)
+            grad = s.copy()
+            grad[rows, t] -= 1
+            denominator = float(len(t))
+        else:
+            w = np.ones(K, dt) if weight is None else w
+            tt = np.where(keep, t, 0)        # an ignored position reads class 0 ...
+            wt = np.where(keep, w[tt], 0)    # ... with weight 0: w[t] per position
+            onehot = np.zeros_like(z)
+            onehot[rows, tt] = 1
+            loss = -(wt * logp[rows, tt]).astype(np.float64)
+            if eps:  # the smoothing terms (0 * log s would make a -inf logit's loss NaN)
+                smooth = -(logp @ w) * keep
+                loss = (1 - eps) * loss + (eps / K) * smooth.astype(np.float64)
+                grad = (1 - eps) * wt[:, None] * (s - onehot) + \
+                    (eps / K) * keep[:, None] * (s * w.sum() - w)
+            else:
+                grad = wt[:, None] * (s - onehot)
+            denominator = float(np.sum(wt, dtype=np.float64))
     else:
         raise ValueError(
             f"{func}: labels must be class indices of shape {index_shape} (the logits' "
@@ -189,9 +188,34 @@ def softmax_cross_entropy(logits, labels, weight=None, ignore_index=-100, label_
             out_loss = total / denominator if denominator else float("nan")
             grad = grad / dt.type(denominator) if denominator else grad
     # back to the logits' layout: classes on their own axis again
+    if class_axis == logits.ndim - 1:
+        return out_loss, grad.reshape(logits.shape)
     moved = np.moveaxis(logits, class_axis, -1).shape
     dlogits = np.ascontiguousarray(np.moveaxis(grad.reshape(moved), -1, class_axis))
     return out_loss, dlogits
+
+
+def _class_indices(func, labels, K, ignore_index, logits_shape):
+    """``(t, keep)``: integer ``labels`` as a flat int64 array, and where they are not
+    ``ignore_index``; a TypeError or ValueError for other dtypes or classes outside
+    ``[0, K)``."""
+    if labels.dtype.kind not in "iu":
+        raise TypeError(
+            f"{func}: labels of shape {labels.shape} (the logits' shape without the "
+            f"class axis) must be integer class indices, got dtype {labels.dtype}; pass "
+            f"target distributions with the logits' shape {logits_shape}"
+        )
+    t = labels.reshape(-1).astype(np.int64, copy=False)
+    keep = t != ignore_index
+    bad = keep & ((t < 0) | (t >= K))
+    if bad.any():
+        at = int(np.argmax(bad))
+        raise ValueError(
+            f"{func}: labels must lie in [0, K) = [0, {K}) (or equal ignore_index="
+            f"{ignore_index}) for logits.shape={logits_shape}; got {t[at]} at flat "
+            f"index {at}"
+        )
+    return t, keep
 
 
 def mse_loss(pred, target, reduction="mean"):

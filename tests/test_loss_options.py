@@ -122,6 +122,40 @@ def test_weighted_mean_divides_by_the_weight_of_the_targets():
     assert loss == pytest.approx(4 * np.log(2))
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@DTYPES
+def test_the_plain_case_equals_the_general_formula(reduction, dtype):
+    """Class indices with no weight, no smoothing and nothing ignored take a shorter
+    route; unit weights take the general one: the same numbers, to the bit."""
+    rng = np.random.default_rng(7)
+    z = (4 * rng.standard_normal((33, 10))).astype(dtype)
+    labels = rng.integers(0, 10, 33)
+    plain = softmax_cross_entropy(z, labels, reduction=reduction)
+    general = softmax_cross_entropy(z, labels, weight=np.ones(10, dtype), reduction=reduction)
+    np.testing.assert_array_equal(plain[0], general[0])
+    np.testing.assert_array_equal(plain[1], general[1])
+    assert plain[1].dtype == dtype
+
+
+@pytest.mark.parametrize("options", [dict(), dict(weight=np.array([1.0, 2.0, 0.5]))],
+                         ids=["plain", "weighted"])
+def test_an_infinitely_unlikely_class_leaves_the_loss_finite(options):
+    """A logit of -inf off the target: its log-probability is -inf, which the smoothing
+    term would carry as 0 * -inf = NaN; without smoothing the loss is finite (PyTorch)."""
+    z = np.array([[-np.inf, 0.0, 1.0], [2.0, -np.inf, 0.0]])
+    loss, d = softmax_cross_entropy(z, np.array([2, 0]), **options)
+    assert np.isfinite(loss) and np.isfinite(d).all()
+    ref, _ = softmax_cross_entropy(np.array([[0.0, 1.0], [2.0, 0.0]]), np.array([1, 0]),
+                                   **({} if not options else
+                                      dict(weight=np.array([1.0, 2.0]))))
+    if not options:
+        assert loss == pytest.approx(ref, rel=1e-15)
+    torch = torch_or_skip()
+    topts = {k: torch.from_numpy(v) for k, v in options.items()}
+    lt = torch.nn.functional.cross_entropy(torch.from_numpy(z), torch.tensor([2, 0]), **topts)
+    assert loss == pytest.approx(float(lt), rel=1e-14)
+
+
 def test_spatial_logits_are_one_sample_per_position():
     rng = np.random.default_rng(1)
     z = rng.standard_normal((2, 3, 4, 5))
