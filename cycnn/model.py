@@ -17,14 +17,20 @@ A ``Dense`` weight is ``(out, in)`` and a ``Conv2D`` weight ``(F, C, KH, KW)``, 
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
-from . import _sharding
+from . import _memory, _sharding
 from ._threads import get_num_threads
 from ._validate import as_int, as_labels
 from .layers import Layer, SoftmaxCrossEntropy
 
 __all__ = ["Sequential"]
+
+#: per model, the last answer of :meth:`Sequential.shapes` with what it was read from (a
+#: weak mapping, so that none of it is copied or pickled with the model)
+_shapes_seen = weakref.WeakKeyDictionary()
 
 
 class Sequential:
@@ -211,9 +217,16 @@ class Sequential:
     def shapes(self, input_shape):
         """Per-sample output shape after each layer, checking that every layer fits.
 
-        Raises ValueError naming the first layer that cannot take its input.
+        Raises ValueError naming the first layer that cannot take its input. The answer
+        for the last shape asked is kept while the layers are the same objects with
+        parameters of the same shapes (every training step asks it again).
         """
         shape = tuple(int(s) for s in input_shape)
+        params = [p.shape for layer in self.layers for p in layer.params.values()]
+        seen = _shapes_seen.get(self)
+        if seen is not None and seen[0] == shape and seen[2] == params and \
+                _sharding._same(seen[1], self.layers):
+            return list(seen[3])
         out = []
         for i, layer in enumerate(self.layers):
             try:
@@ -226,6 +239,8 @@ class Sequential:
                 ) from None
             out.append(new)
             shape = new
+        _shapes_seen[self] = (tuple(int(s) for s in input_shape), list(self.layers), params,
+                              tuple(out))
         return out
 
     def prepare(self, func, x):
@@ -310,6 +325,7 @@ class Sequential:
         threads instead.
         """
         func = "train_step"
+        _memory.keep_freed_memory()  # once per process: the next step reuses this one's pages
         x, out_shape = self.prepare(func, x)
         y = self.labels(func, y, x.shape[0], out_shape)
         loss = loss or SoftmaxCrossEntropy()

@@ -233,6 +233,27 @@ def test_wrong_image_shape_names_the_layer_and_both_shapes():
         model.predict(np.zeros((2, 28, 28), np.float32))
 
 
+def test_shapes_are_checked_again_after_the_layers_change():
+    """The shape walk is remembered between steps; a replaced layer, a list edited in
+    place or a parameter of another shape is checked afresh."""
+    model, x = _tiny(), np.zeros((2, 1, 28, 28), np.float32)
+    assert model.shapes((1, 28, 28))[-1] == (10,)
+    assert model.shapes((1, 28, 28))[-1] == (10,)
+    model.layers[-1] = Dense(2 * 6 * 6, 7, rng=0)
+    assert model.predict(x).shape == (2, 7)
+    model.layers.append(Dense(5, 3, rng=0))  # takes 5 features, gets 7
+    with pytest.raises(ValueError, match=r"layer 5 Dense\(5, 3\)"):
+        model.predict(x)
+    model.layers.pop()
+    model.layers[2] = MaxPool2D(2)  # the same parameters, 12x12 maps for 6x6
+    with pytest.raises(ValueError, match=r"layer 4 Dense\(72, 7\)"):
+        model.predict(x)
+    model.layers[2] = MaxPool2D(4)
+    model.layers[0].params["weight"] = np.zeros((2, 3, 5, 5), np.float32)  # C=3 now
+    with pytest.raises(ValueError, match="first layer"):
+        model.predict(x)
+
+
 def test_bad_batch_size_epochs_optimizer_and_labels(small):
     (x, y), _ = small
     model = lenet5()
