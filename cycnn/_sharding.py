@@ -49,7 +49,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from . import _threads
+from . import _memory, _threads
 from .layers import SoftmaxCrossEntropy
 
 #: fewest samples per shard: below this a shard's loops are too short to pay for a core
@@ -438,6 +438,7 @@ def serve(rfd, wfd, mfd):
     until the calling process closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the calling process
     _threads.set_num_threads(1)
+    _memory.keep_freed_memory()
     recv, send = Connection(rfd, writable=False), Connection(wfd, readable=False)
     buf = mmap.mmap(mfd, os.fstat(mfd).st_size)
     net = views = layout = None
