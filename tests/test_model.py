@@ -249,6 +249,7 @@ def test_shapes_are_checked_again_after_the_layers_change():
     with pytest.raises(ValueError, match=r"layer 4 Dense\(72, 7\)"):
         model.predict(x)
     model.layers[2] = MaxPool2D(4)
+    assert model.predict(x).shape == (2, 7)
     model.layers[0].params["weight"] = np.zeros((2, 3, 5, 5), np.float32)  # C=3 now
     with pytest.raises(ValueError, match="first layer"):
         model.predict(x)
