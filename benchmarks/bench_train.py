@@ -20,7 +20,7 @@ step on every thread (``CYCNN_ADAPTIVE_THREADS=0`` as well), so the table shows 
 way of using the threads gives on this machine.
 
 Every (library, threads) pair runs in its own child process, once per round
-(``--rounds``, 3 by default: all pairs in turn, then again), and the tables give medians
+(``--rounds``, 5 by default: all pairs in turn, then again), and the tables give medians
 over the rounds with their range, and the steal time (the share of the machine's CPU that
 the hypervisor of a virtual machine gave to other guests meanwhile, from ``/proc/stat``):
 two threads cannot beat one while one of them waits for a stolen CPU. The peak resident
@@ -181,7 +181,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--epochs", type=int, default=1, help="timed epochs per run")
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--rounds", type=int, default=5,
                     help="runs of every (library, threads) pair, taken in turn")
     ap.add_argument("--dataset", choices=("auto", "digits", "fashion-mnist"), default="auto")
     ap.add_argument("--libs", nargs="+", default=["cycnn", "cycnn-loops", "cycnn-fixed", "torch"],
