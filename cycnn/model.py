@@ -323,6 +323,11 @@ class Sequential:
         to run at one thread count. Other models, and every model with
         ``CYCNN_SHARD_STEPS=0`` in the environment, split each compiled loop across the
         threads instead.
+
+        The first training step of a process sets two thresholds of glibc's malloc, so
+        that the memory one step frees stays mapped for the next instead of being handed
+        back and faulted in again (``cycnn/_memory.py``; ``CYCNN_KEEP_HEAP=0`` in the
+        environment leaves malloc alone).
         """
         func = "train_step"
         _memory.keep_freed_memory()  # once per process: the next step reuses this one's pages
