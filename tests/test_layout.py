@@ -26,6 +26,7 @@ ALLOWED = {
     "_io": set(),
     "_dispatch": {"_cpu"},
     "_caches": set(),
+    "_memory": set(),
     "_threads": {"_validate"},
     "geometry": {"_validate"},
     "reference": {"_validate", "geometry"},
@@ -46,10 +47,11 @@ ALLOWED = {
                "norm", "pool"},
     # Sequential.fit and .save are one-line conveniences that hand over to training.py and
     # checkpoint.py (imported inside the methods); nothing else in model.py uses them
-    "model": {"_sharding", "_threads", "_validate", "layers", "training", "checkpoint"},
+    "model": {"_memory", "_sharding", "_threads", "_validate", "layers", "training",
+              "checkpoint"},
     # a training step cut into one shard per thread: the model's own passes on each shard,
     # and in a worker process the loss it rebuilds from its options
-    "_sharding": {"_threads", "layers"},
+    "_sharding": {"_memory", "_threads", "layers"},
     "training": {"_sharding", "_threads", "_validate", "layers", "optim", "schedules"},
     "checkpoint": {"_io", "_validate", "layers", "model", "optim", "schedules"},
     "interop": {"_io", "layers", "model"},
