@@ -221,10 +221,10 @@ class Sequential:
         for the last shape asked is kept while the layers are the same objects with
         parameters of the same shapes (every training step asks it again).
         """
-        shape = tuple(int(s) for s in input_shape)
+        shape = start = tuple(int(s) for s in input_shape)
         params = [p.shape for layer in self.layers for p in layer.params.values()]
         seen = _shapes_seen.get(self)
-        if seen is not None and seen[0] == shape and seen[2] == params and \
+        if seen is not None and seen[0] == start and seen[2] == params and \
                 _sharding._same(seen[1], self.layers):
             return list(seen[3])
         out = []
@@ -239,8 +239,7 @@ class Sequential:
                 ) from None
             out.append(new)
             shape = new
-        _shapes_seen[self] = (tuple(int(s) for s in input_shape), list(self.layers), params,
-                              tuple(out))
+        _shapes_seen[self] = (start, list(self.layers), params, tuple(out))
         return out
 
     def prepare(self, func, x):
