@@ -9,6 +9,7 @@ width (1300 px), plus the desktop width in the dark palette, and fail on
 * a display equation that is not typeset, has an empty box, is drawn below 85 % of its
   natural size, or is cut off instead of scrolling (and inline math that is not typeset,
   or runs off the side of the screen);
+* a page that scrolls sideways as a whole (whatever is wide must scroll in its own box);
 * on the desktop width, a code block or display equation that needs sideways scrolling;
 * any JavaScript error: uncaught exceptions, ``console.error``, failed loads;
 * raw TeX left in the page text (``\\(``, ``$$``, ``\\frac``, an escaped quote ``\\"``);
@@ -319,6 +320,21 @@ PAGE_CHECK = r"""
                     `of ${Math.round(r.width)} px visible`);
     }
   });
+  // the page itself does not scroll sideways: on a phone the reader would pan off the text
+  const wider = document.documentElement.scrollWidth - viewport;
+  if (wider > 1) {
+    const unclipped = el => {
+      for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+        if (getComputedStyle(a).overflowX !== "visible") return false;
+      }
+      return true;
+    };
+    const culprit = [...document.body.querySelectorAll("*")].find(
+      el => el.getBoundingClientRect().right > viewport + 1 && unclipped(el));
+    const what = culprit ? `${culprit.tagName.toLowerCase()} ` +
+      `"${culprit.textContent.replace(/\s+/g, " ").slice(0, 40)}"` : "unknown";
+    problems.push(`the page scrolls sideways by ${wider} px (first too wide: ${what})`);
+  }
   // raw TeX in what a reader sees (code, math and hidden search results excluded)
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {
     acceptNode(node) {
@@ -481,6 +497,7 @@ def test_the_canary_trips_every_check(site, server, browser):
             assert "raw TeX" in text and "\\(" in text and '\\"' in text, text
             assert "image not loaded" in text, text
             assert "inline math 1: runs off the screen" in text, text
+            assert "the page scrolls sideways by" in text, text
             if view[1] >= 1200:
                 assert "code block 1: cut at" in text, text
             assert any("canary.example.invalid" in u for u in foreign), foreign
