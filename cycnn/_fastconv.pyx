@@ -25,7 +25,8 @@
 #    vectors of lanes in registers for the whole sum. The weight gradient
 #    dw[f, k] = sum_t dy[f, t] * xq[koff[k] + t] is a dot product along the lanes
 #    (_dot_tile: MR filters x KR taps, a vector of partial sums each), and the input
-#    gradient sends dcols[k, t] = sum_f w[f, k] * dy[f, t] back through the same offsets.
+#    gradient sends sum_f w[f, k] * dy[f, t] back through the same offsets, straight from
+#    the registers of each tile.
 # 3. Whole chunks per thread. One parallel region per pass; a thread takes a chunk
 #    (forward) or a group of images (backward) through every step in its own buffers,
 #    which conv.py sizes to a share of the L2 cache. Weight gradients are summed per group
@@ -41,6 +42,8 @@
 #     k < K = C*KH*KW and 0 for the padding taps up to kpad >= roundup(K, KR) and
 #     roundup(K, MR); ldw = roundup(rows*gi*Wc, NV*L) lanes (L = vector lanes of the
 #     dtype) and sq >= koff[k] + ldw for every k, so no tile reads past the end of xq;
+#   * dtap is a permutation of 0 .. K-1 and doff[j] = koff[dtap[j]] for j < K, so the
+#     input gradient's tiles write inside dxq for the same reason;
 #   * ws holds the packed weights (pw elements) and then `threads` blocks of `per`
 #     elements (layout below), plus 64 bytes of slack for alignment; pdw is (G, Fp, Kdot),
 #     pdb (G, Fp), bad (G,) with 1 <= G <= the number of image blocks; threads >= 1.
@@ -105,8 +108,11 @@ TILE = {"vector_bytes": CYCNN_VBYTES, "nv": CYCNN_NV,
 
 cdef inline void _nn_tile(const floating* a, const floating* src, const int64_t* off,
                           Py_ssize_t K, const floating* init, floating* out,
-                          Py_ssize_t ldo, const Py_ssize_t MR) noexcept nogil:
-    # out[r, l] = init[r] + sum_{k<K} a[k, r] * src[off[k] + l]   (r < MR, l < NV*L)
+                          Py_ssize_t ldo, const int64_t* dst, Py_ssize_t nd,
+                          const Py_ssize_t MR) noexcept nogil:
+    # acc[r, l] = init[r] + sum_{k<K} a[k, r] * src[off[k] + l]   (r < MR, l < NV*L), then
+    #   out[r*ldo + l] = acc[r, l]               when dst is NULL (init NULL: zeros), or
+    #   out[dst[r] + l] += acc[r, l] for r < nd  otherwise (the input gradient, sent back)
     # Every call passes MR as a literal, so gcc compiles one copy per MR; the lane loop has
     # a constant length of NV vectors, so it becomes NV vector FMAs per row, and all MR*NV
     # accumulators stay in registers across the k loop.
@@ -114,19 +120,27 @@ cdef inline void _nn_tile(const floating* a, const floating* src, const int64_t*
     cdef Py_ssize_t NL = CYCNN_NV * (CYCNN_VBYTES // sizeof(floating))
     cdef Py_ssize_t k, r, l
     cdef const floating* s
+    cdef floating* d
     cdef floating v
     for r in range(MR):
+        v = init[r] if init != NULL else 0
         for l in range(NL):
-            acc[r * NL + l] = init[r]
+            acc[r * NL + l] = v
     for k in range(K):
         s = src + off[k]
         for r in range(MR):
             v = a[k * MR + r]
             for l in range(NL):
                 acc[r * NL + l] += v * s[l]
-    for r in range(MR):
-        for l in range(NL):
-            out[r * ldo + l] = acc[r * NL + l]
+    if dst == NULL:
+        for r in range(MR):
+            for l in range(NL):
+                out[r * ldo + l] = acc[r * NL + l]
+    else:
+        for r in range(nd):
+            d = out + dst[r]
+            for l in range(NL):
+                d[l] += acc[r * NL + l]
 
 
 cdef inline void _dot_tile(const floating* a, Py_ssize_t lda, const floating* src,
@@ -158,11 +172,11 @@ cdef floating* _aligned(floating* p) noexcept nogil:
 
 cdef void _pack_weights(const floating* w, Py_ssize_t F, Py_ssize_t K, Py_ssize_t Fp,
                         Py_ssize_t mr, floating* ap, Py_ssize_t Kdx, Py_ssize_t mrd,
-                        floating* wt) noexcept nogil:
+                        const int64_t* dtap, floating* wt) noexcept nogil:
     # ap[fb, k, r] = w[fb*mr + r, k] (0 for rows >= F): mr filters' weights per tap, side
     # by side, as _nn_tile reads them in the forward pass;
-    # wt[kb, f, r] = w[f, kb*mrd + r] (0 for taps >= K): the transpose, for the input
-    # gradient. Either may be NULL (not wanted).
+    # wt[kb, f, r] = w[f, dtap[kb*mrd + r]] (0 for taps >= K): the transpose, for the input
+    # gradient, its taps in the order dtap. Either may be NULL (not wanted).
     cdef Py_ssize_t f, k
     if ap != NULL:
         memset(ap, 0, Fp * K * sizeof(floating))
@@ -173,7 +187,7 @@ cdef void _pack_weights(const floating* w, Py_ssize_t F, Py_ssize_t K, Py_ssize_
         memset(wt, 0, Kdx * F * sizeof(floating))
         for f in range(F):
             for k in range(K):
-                wt[((k // mrd) * F + f) * mrd + k % mrd] = w[f * K + k]
+                wt[((k // mrd) * F + f) * mrd + k % mrd] = w[f * K + dtap[k]]
 
 
 cdef floating _pack_chunk(const floating* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
@@ -272,25 +286,6 @@ cdef void _pack_dy(const floating* dy, Py_ssize_t N, Py_ssize_t F, Py_ssize_t Fp
         db[f] += acc
 
 
-cdef void _col2im(const floating* dcols, Py_ssize_t ld, const int64_t* koff, Py_ssize_t C,
-                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t T, floating* dxq) noexcept nogil:
-    # dxq[koff[k] + t] += dcols[k, t]: every lane sends its gradient back to the element of
-    # xq it was read from. Tap by tap, channel innermost: the taps of one (p, q) read
-    # different planes of xq, so an addition never reloads a vector that the previous tap
-    # has just stored at an overlapping address (which stalls the store-to-load forwarding)
-    cdef Py_ssize_t c, p, q, k, t
-    cdef floating* d
-    cdef const floating* s
-    for p in range(KH):
-        for q in range(KW):
-            for c in range(C):
-                k = (c * KH + p) * KW + q
-                d = dxq + koff[k]
-                s = dcols + k * ld
-                for t in range(T):
-                    d[t] += s[t]
-
-
 cdef void _unpack_dx(const floating* dxq, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
                      Py_ssize_t W, Py_ssize_t n0, Py_ssize_t gi, Py_ssize_t top,
                      Py_ssize_t Hqc, Py_ssize_t Wc, Py_ssize_t nq, Py_ssize_t sh,
@@ -337,11 +332,11 @@ cdef void _forward_tiles(const floating* ap, const floating* bp, const floating*
         if mr == CYCNN_MR_A:
             for fb in range(Fp // CYCNN_MR_A):
                 _nn_tile(ap + fb * CYCNN_MR_A * K, xq + t * NL, koff, K, bp + fb * CYCNN_MR_A,
-                         yw + fb * CYCNN_MR_A * ldw + t * NL, ldw, CYCNN_MR_A)
+                         yw + fb * CYCNN_MR_A * ldw + t * NL, ldw, NULL, 0, CYCNN_MR_A)
         else:
             for fb in range(Fp // CYCNN_MR_B):
                 _nn_tile(ap + fb * CYCNN_MR_B * K, xq + t * NL, koff, K, bp + fb * CYCNN_MR_B,
-                         yw + fb * CYCNN_MR_B * ldw + t * NL, ldw, CYCNN_MR_B)
+                         yw + fb * CYCNN_MR_B * ldw + t * NL, ldw, NULL, 0, CYCNN_MR_B)
 
 
 cdef void _dw_tiles(const floating* dyw, Py_ssize_t ldw, const floating* xq,
@@ -364,20 +359,28 @@ cdef void _dw_tiles(const floating* dyw, Py_ssize_t ldw, const floating* xq,
 
 
 cdef void _dx_tiles(const floating* wt, const floating* dyw, const int64_t* foff,
-                    Py_ssize_t F, Py_ssize_t Kdx, Py_ssize_t mrd, Py_ssize_t ntile,
-                    const floating* zeros, floating* dcols, Py_ssize_t ldw) noexcept nogil:
-    # dcols[k, t] = sum_f w[f, k] * dyw[f, t], tile by tile, mrd taps at a time
+                    Py_ssize_t F, Py_ssize_t K, Py_ssize_t mrd, Py_ssize_t ntile,
+                    const int64_t* doff, floating* dxq) noexcept nogil:
+    # dxq[doff[j] + t] += sum_f wt[j, f] * dyw[f, t] for taps j < K: the gradient of every
+    # lane goes straight back to the element of xq it was read from, a tile (mrd taps by
+    # NV vectors of lanes) at a time, so no (taps x lanes) buffer is ever written. The
+    # taps run channel first (conv.py orders them so), so the taps of one tile write to
+    # different planes of dxq and an addition never reloads a vector that the previous
+    # row of the tile has just stored at an overlapping address (that stalls the
+    # store-to-load forwarding).
     cdef Py_ssize_t NL = CYCNN_NV * (CYCNN_VBYTES // sizeof(floating))
-    cdef Py_ssize_t t, kb
+    cdef Py_ssize_t t, kb, j
     for t in range(ntile):
         if mrd == CYCNN_MR_A:
-            for kb in range(Kdx // CYCNN_MR_A):
-                _nn_tile(wt + kb * CYCNN_MR_A * F, dyw + t * NL, foff, F, zeros,
-                         dcols + kb * CYCNN_MR_A * ldw + t * NL, ldw, CYCNN_MR_A)
+            for kb in range((K + CYCNN_MR_A - 1) // CYCNN_MR_A):
+                j = kb * CYCNN_MR_A
+                _nn_tile(wt + j * F, dyw + t * NL, foff, F, NULL, dxq + t * NL, 0,
+                         doff + j, min(CYCNN_MR_A, K - j), CYCNN_MR_A)
         else:
-            for kb in range(Kdx // CYCNN_MR_B):
-                _nn_tile(wt + kb * CYCNN_MR_B * F, dyw + t * NL, foff, F, zeros,
-                         dcols + kb * CYCNN_MR_B * ldw + t * NL, ldw, CYCNN_MR_B)
+            for kb in range((K + CYCNN_MR_B - 1) // CYCNN_MR_B):
+                j = kb * CYCNN_MR_B
+                _nn_tile(wt + j * F, dyw + t * NL, foff, F, NULL, dxq + t * NL, 0,
+                         doff + j, min(CYCNN_MR_B, K - j), CYCNN_MR_B)
 
 
 # --------------------------------------------------------------------------- passes
@@ -406,7 +409,7 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
     cdef const floating* xs = &x[0, 0, 0, 0]
     cdef floating* ys = &y[0, 0, 0, 0]
     cdef const int64_t* k0 = &koff[0]
-    _pack_weights(&w[0, 0, 0, 0], F, K, Fp, mr, ap, 0, 1, NULL)
+    _pack_weights(&w[0, 0, 0, 0], F, K, Fp, mr, ap, 0, 1, NULL, NULL)
     for f in range(Fp):
         bp[f] = b[f] if f < F else 0
     with nogil, parallel(num_threads=threads):
@@ -423,7 +426,8 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
 
 def backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
              const floating[:, :, :, ::1] w, const int64_t[::1] koff,
-             const int64_t[::1] foff, floating[:, :, :, ::1] dx, floating[:, ::1] dw,
+             const int64_t[::1] foff, const int64_t[::1] dtap, const int64_t[::1] doff,
+             floating[:, :, :, ::1] dx, floating[:, ::1] dw,
              floating[::1] db, floating[:, :, ::1] pdw, floating[:, ::1] pdb,
              signed char[::1] bad, floating[::1] ws, bint need_dx, Py_ssize_t sh,
              Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t rows, Py_ssize_t gi,
@@ -431,12 +435,13 @@ def backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
              Py_ssize_t ldw, Py_ssize_t pw, Py_ssize_t per, int threads):
     # dw[f, k] = sum over groups (in order) of sum_{n in group, t} dy[n, f, t] * xq[koff[k] + t]
     # db[f]    = the same sums of dy[n, f]
-    # dx[n]    = dcols[k, t] = sum_f w[f, k] * dy[n, f, t] sent back through koff (need_dx;
-    #            dx is (1, 1, 1, 1) and unused otherwise)
+    # dx[n]    = sum_f w[f, k] * dy[n, f, t] sent back through koff[k] + t (need_dx; dx is
+    #            (1, 1, 1, 1) and unused otherwise), the taps in the order dtap:
+    #            doff[j] = koff[dtap[j]]
     # A group is a run of blocks of gi images; bad[g] = 1 when group g met a non-finite x.
     # Fp = roundup(F, mr) rows of dy (the tiles of dw have mr filters), Kdx = roundup(K, mrd)
     # taps (those of dx have mrd). ws: wt (Kdx*F) in the first pw elements, then per
-    # thread: xq (sq), dyw (Fp x ldw), and for need_dx dcols (Kdx x ldw) and dxq (sq).
+    # thread: xq (sq), dyw (Fp x ldw), and for need_dx dxq (sq).
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = dy.shape[1], OH = dy.shape[2], OW = dy.shape[3]
     cdef Py_ssize_t KH = w.shape[2], KW = w.shape[3], K = C * KH * KW
@@ -449,9 +454,7 @@ def backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
     cdef floating check, acc
     cdef floating* xq
     cdef floating* dyw
-    cdef floating* dcols
     cdef floating* dxq
-    cdef floating zeros[CYCNN_MR_MAX]
     cdef floating* base = _aligned(&ws[0])
     cdef floating* wt = base
     cdef const floating* dys = &dy[0, 0, 0, 0]
@@ -459,17 +462,15 @@ def backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
     cdef floating* dxs = &dx[0, 0, 0, 0]
     cdef const int64_t* k0 = &koff[0]
     cdef const int64_t* f0 = &foff[0]
+    cdef const int64_t* d0 = &doff[0]
     cdef floating* pdw0 = &pdw[0, 0, 0]
     cdef floating* pdb0 = &pdb[0, 0]
-    for f in range(CYCNN_MR_MAX):
-        zeros[f] = 0
     if need_dx:
-        _pack_weights(&w[0, 0, 0, 0], F, K, Fp, mr, NULL, Kdx, mrd, wt)
+        _pack_weights(&w[0, 0, 0, 0], F, K, Fp, mr, NULL, Kdx, mrd, &dtap[0], wt)
     with nogil, parallel(num_threads=threads):
         xq = base + pw + threadid() * per
         dyw = xq + sq
-        dcols = dyw + Fp * ldw
-        dxq = dcols + Kdx * ldw
+        dxq = dyw + Fp * ldw
         for g in prange(G, schedule="dynamic"):
             memset(pdw0 + g * Fp * Kdot, 0, Fp * Kdot * sizeof(floating))
             memset(pdb0 + g * Fp, 0, Fp * sizeof(floating))
@@ -490,9 +491,8 @@ def backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                     _pack_dy(dys, N, F, Fp, OH, OW, Wc, n0, gi, i0, R, dyw, ldw, pdb0 + g * Fp)
                     _dw_tiles(dyw, ldw, xq, k0, Fp, Kdot, mr, T, pdw0 + g * Fp * Kdot)
                     if need_dx:
-                        _dx_tiles(wt, dyw, f0, F, Kdx, mrd, ntile, zeros, dcols, ldw)
                         memset(dxq, 0, sq * sizeof(floating))
-                        _col2im(dcols, ldw, k0, C, KH, KW, T, dxq)
+                        _dx_tiles(wt, dyw, f0, F, K, mrd, ntile, d0, dxq)
                         _unpack_dx(dxq, N, C, H, W, n0, gi, i0 * sh, Hqc, Wc, nq, sh, sw, pt,
                                    pl, dxs)
         # the groups' partial sums, added in group order (a row of taps at a time)

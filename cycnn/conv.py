@@ -631,7 +631,7 @@ class _FastPlan:
             sq = _roundup(max(nq * C * sh * plane, kmax + ldw), align)
             per = sq + self.Fp * ldw
             if backward and need_dx:
-                per += self.Kdx * ldw + sq
+                per += sq
             return Hqc, ldw, sq, _roundup(per, align)
 
         def images(Wc):
@@ -682,6 +682,11 @@ class _FastPlan:
         self.koff = np.zeros(max(self.Kdot, self.Kdx), np.int64)
         self.koff[:K] = koff.ravel()
         self.foff = np.arange(F, dtype=np.int64) * self.ldw
+        # the input gradient's taps, channel first (the tiles of _dx_tiles then write to
+        # different planes of the copy), and the offsets they send their gradient to
+        self.dtap = np.ascontiguousarray(
+            np.arange(K, dtype=np.int64).reshape(C, KH, KW).transpose(2, 1, 0).ravel())
+        self.doff = np.ascontiguousarray(self.koff[self.dtap])
         # packed weights at the start of the workspace
         pw = self.Kdx * F if backward else self.Fp * K + self.Fp
         self.pw = _roundup(pw, align)
@@ -744,9 +749,10 @@ def _backward_fast(dy, x, w, stride, pads, need_dx, nt):
     used = min(threads_for(macs, nt, FAST_PARALLEL_MIN_MACS), plan.tasks)
     ws = _workspace("fast", plan.workspace(used), dt)
     (sh, sw), ((pt, _), (pl, _)) = stride, pads
-    _fastconv.backward(dy, x, w, plan.koff, plan.foff, dx, dw.reshape(F, -1), db, pdw, pdb,
-                       bad, ws, need_dx, sh, sw, pt, pl, plan.rows, plan.gi, plan.nq,
-                       plan.Wc, plan.mr, plan.mrd, plan.sq, plan.ldw, plan.pw, plan.per, used)
+    _fastconv.backward(dy, x, w, plan.koff, plan.foff, plan.dtap, plan.doff, dx,
+                       dw.reshape(F, -1), db, pdw, pdb, bad, ws, need_dx, sh, sw, pt, pl,
+                       plan.rows, plan.gi, plan.nq, plan.Wc, plan.mr, plan.mrd, plan.sq,
+                       plan.ldw, plan.pw, plan.per, used)
     if bad.any():
         return None
     return (dx if need_dx else None), dw, db

@@ -43,9 +43,9 @@ MUTATIONS = [
      "dxp[n, c, i * sh + p * rh, j + q * rw] += dcols[r, k + j]",
      "dxp[n, c, i * sh + p * rh, j + q * rw] = dcols[r, k + j]",
      ["tests/test_conv_algorithms.py"]),
-    ("fast-col2im-overwrites", "cycnn/_fastconv.pyx",
-     "                    d[t] += s[t]",
-     "                    d[t] = s[t]",
+    ("fast-dx-scatter-overwrites", "cycnn/_fastconv.pyx",
+     "                d[l] += acc[r * NL + l]",
+     "                d[l] = acc[r * NL + l]",
      ["tests/test_conv_fast.py"]),
     ("fast-left-padding-off-by-one", "cycnn/_fastconv.pyx",
      "        lo = (pl - e + sw - 1) // sw if pl > e else 0\n        d = W - 1 + pl - e\n"
