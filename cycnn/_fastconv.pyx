@@ -364,10 +364,10 @@ cdef void _dx_tiles(const floating* wt, const floating* dyw, const int64_t* foff
     # dxq[doff[j] + t] += sum_f wt[j, f] * dyw[f, t] for taps j < K: the gradient of every
     # lane goes straight back to the element of xq it was read from, a tile (mrd taps by
     # NV vectors of lanes) at a time, so no (taps x lanes) buffer is ever written. The
-    # taps run channel first (conv.py orders them so), so the taps of one tile write to
-    # different planes of dxq and an addition never reloads a vector that the previous
-    # row of the tile has just stored at an overlapping address (that stalls the
-    # store-to-load forwarding).
+    # channel varies fastest along the taps (conv.py orders them so): with at least mrd
+    # channels the taps of one tile write to different planes of dxq, and an addition
+    # never reloads a vector that the previous row of the tile has just stored at an
+    # overlapping address (that stalls the store-to-load forwarding).
     cdef Py_ssize_t NL = CYCNN_NV * (CYCNN_VBYTES // sizeof(floating))
     cdef Py_ssize_t t, kb, j
     for t in range(ntile):

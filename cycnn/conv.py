@@ -682,8 +682,8 @@ class _FastPlan:
         self.koff = np.zeros(max(self.Kdot, self.Kdx), np.int64)
         self.koff[:K] = koff.ravel()
         self.foff = np.arange(F, dtype=np.int64) * self.ldw
-        # the input gradient's taps, channel first (the tiles of _dx_tiles then write to
-        # different planes of the copy), and the offsets they send their gradient to
+        # the input gradient's taps, the channel varying fastest (the tiles of _dx_tiles
+        # then write to different planes of the copy), and the offsets they write to
         self.dtap = np.ascontiguousarray(
             np.arange(K, dtype=np.int64).reshape(C, KH, KW).transpose(2, 1, 0).ravel())
         self.doff = np.ascontiguousarray(self.koff[self.dtap])
