@@ -583,9 +583,15 @@ FAST_CHUNK_BYTES = int(_caches.per_core("L2") * FAST_L2_FRACTION)
 FAST_GROUPS = 16
 FAST_PARTIAL_ELEMENTS = 1 << 20
 
-#: what one vector of copying costs, in vector multiply-adds, when the planner weighs
-#: fewer copies of the input against lanes thrown away (twice this for strides > 1)
-FAST_COPY_WEIGHT = 4
+#: what copying one element of the input costs, in multiply-adds of one lane, when the
+#: planner weighs fewer copies of the input against lanes thrown away (twice this for
+#: strides > 1). The rows copied are short (8 to 58 values on the layers of
+#: benchmarks/sweep_tiles.py), so a copied value costs more than a multiply-add: any
+#: weight from 12 to 32 picks the layout that the sweep measured fastest on all of its
+#: layers on the AMD EPYC of docs/performance.md (4 or less took three copies where one
+#: was 4 to 33 % faster, 40 or more one copy of LeNet's layer B where five were 7 to 20 %
+#: faster)
+FAST_COPY_WEIGHT = 16
 
 #: for benchmarks/sweep_tiles.py: force the number of shifted copies (an int), or "most"
 #: for one per kernel column; None lets the planner choose
@@ -648,16 +654,16 @@ class _FastPlan:
 
         # Copies of x per chunk: one per kernel column (nq = KW, every lane an output) or
         # per column phase (nq a multiple of sw, fewer copies, Wc - OW lanes of every row
-        # thrown away). Cost: the vector FMAs of the tiles plus the copy, weighed by what
-        # a vector of copy costs in FMAs here (row loops are short).
+        # thrown away). Cost per image: the multiply-adds of every lane of its tiles (the
+        # lanes thrown away included) plus the values copied, FAST_COPY_WEIGHT each.
         best = None
         for nq in sorted({KW} | set(range(sw, KW, sw))):
             Wc = OW + (KW - 1) // nq * (nq // sw)
             gi = images(Wc)
-            tiles = _roundup(gi * OH * Wc, nl) / gi
-            cost = self.Fp * K * tiles + FAST_COPY_WEIGHT * (1 + (sw > 1)) * \
+            lanes = _roundup(gi * OH * Wc, nl) / gi
+            cost = self.Fp * K * lanes + FAST_COPY_WEIGHT * (1 + (sw > 1)) * \
                 nq * C * sh * (OH + (KH - 1) // sh) * Wc
-            if FAST_FORCE_COPIES in (nq, "most" if nq == KW else None):
+            if FAST_FORCE_COPIES == nq or (FAST_FORCE_COPIES == "most" and nq == KW):
                 cost = -1
             if best is None or cost < best[0]:
                 best = (cost, nq, Wc, gi)

@@ -47,6 +47,10 @@ MUTATIONS = [
      "                d[l] += acc[r * NL + l]",
      "                d[l] = acc[r * NL + l]",
      ["tests/test_conv_fast.py"]),
+    ("fast-planner-ignores-its-costs", "cycnn/conv.py",
+     'if FAST_FORCE_COPIES == nq or (FAST_FORCE_COPIES == "most" and nq == KW):',
+     'if FAST_FORCE_COPIES in (nq, "most" if nq == KW else None):',
+     ["tests/test_conv_fast.py"]),
     ("fast-left-padding-off-by-one", "cycnn/_fastconv.pyx",
      "        lo = (pl - e + sw - 1) // sw if pl > e else 0\n        d = W - 1 + pl - e\n"
      "        hi = d // sw + 1 if d >= 0 else 0\n        if hi > Wc:\n            hi = Wc\n"

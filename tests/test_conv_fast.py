@@ -160,6 +160,19 @@ def test_every_copy_layout(cfg, dtype, copies, monkeypatch):
         assert plan.nq == (KW if copies == "most" else copies)
 
 
+def test_the_planner_weighs_the_layouts():
+    """With nothing forced, the layout is the cheaper by the planner's costs, not the
+    first one it tries: on LeNet's second layer (12x12 inputs, 5x5 kernels) one copy
+    would compute 12 lanes per row for 8 outputs, so it takes one copy per kernel column;
+    on a wide 3x3 layer the lanes thrown away are few, and it takes one copy."""
+    small = conv._fast_plan((64, 6, 12, 12), (16, 6, 5, 5), (1, 1), ((0, 0), (0, 0)),
+                            np.dtype(np.float32), True, True, 1)
+    wide = conv._fast_plan((8, 64, 56, 56), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)),
+                           np.dtype(np.float32), True, True, 1)
+    assert (small.nq, small.Wc) == (5, 8)
+    assert (wide.nq, wide.Wc) == (1, 58)
+
+
 @DTYPES
 @pytest.mark.parametrize("budget", [1, 3000, 40000])
 @pytest.mark.parametrize("cfg", LAYOUT_CONFIGS, ids=_id)
