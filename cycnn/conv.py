@@ -569,9 +569,14 @@ def _backward_im2col(dy, xp, w, dxp, sh, sw, rh, rw, G, nt):
 # two functions below when _choose says "fast".
 
 #: the share of one core's L2 cache that one thread's buffers (its copy of the input
-#: chunk, the outputs and, backward, their gradients) may fill; benchmarks/sweep_tiles.py
-#: shows how the time depends on it
-FAST_L2_FRACTION = 0.5
+#: chunk, the outputs and, backward, their gradients) may fill: all of it. Each chunk
+#: pays fixed costs (the rows a window shares with the next chunk are copied again, and
+#: every weight-gradient tile adds its lanes up once per chunk), and on wide layers
+#: fewer, larger chunks gained more than a cache-resident chunk saved: on layer W of
+#: benchmarks/sweep_tiles.py half the L2 was 1.06 to 1.15 off the best, the whole L2
+#: 1.00 to 1.07 (AMD EPYC, 1 MiB of L2, one and two threads), and LeNet's layers, whose
+#: chunks hold whole images either way (layer C in float64: 28 rows of 32), ran as fast
+FAST_L2_FRACTION = 1.0
 
 #: bytes of per-thread buffer the fast route aims for (read at each call, so a sweep can
 #: change it)
