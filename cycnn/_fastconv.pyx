@@ -432,7 +432,7 @@ def backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
              signed char[::1] bad, floating[::1] ws, bint need_dx, Py_ssize_t sh,
              Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t rows, Py_ssize_t gi,
              Py_ssize_t nq, Py_ssize_t Wc, Py_ssize_t mr, Py_ssize_t mrd, Py_ssize_t sq,
-             Py_ssize_t ldw, Py_ssize_t pw, Py_ssize_t per, int threads):
+             Py_ssize_t ldw, Py_ssize_t pw, Py_ssize_t per, int threads, int sum_threads):
     # dw[f, k] = sum over groups (in order) of sum_{n in group, t} dy[n, f, t] * xq[koff[k] + t]
     # db[f]    = the same sums of dy[n, f]
     # dx[n]    = sum_f w[f, k] * dy[n, f, t] sent back through koff[k] + t (need_dx; dx is
@@ -495,13 +495,16 @@ def backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                         _dx_tiles(wt, dyw, f0, F, K, mrd, ntile, d0, dxq)
                         _unpack_dx(dxq, N, C, H, W, n0, gi, i0 * sh, Hqc, Wc, nq, sh, sw, pt,
                                    pl, dxs)
-        # the groups' partial sums, added in group order (a row of taps at a time)
-        for f in prange(F, schedule="static"):
+    # the groups' partial sums, added in group order (a row of taps at a time), in a
+    # region of their own: inside the one above, a thread done with its groups would wait
+    # for the other at a barrier, asleep, and waking it costs tens of microseconds; a
+    # short sum (sum_threads = 1) wakes no one
+    for f in prange(F, nogil=True, schedule="static", num_threads=sum_threads):
+        for k in range(K):
+            dw[f, k] = 0
+        acc = 0
+        for gg in range(G):
             for k in range(K):
-                dw[f, k] = 0
-            acc = 0
-            for gg in range(G):
-                for k in range(K):
-                    dw[f, k] += pdw0[(gg * Fp + f) * Kdot + k]
-                acc = acc + pdb0[gg * Fp + f]
-            db[f] = acc
+                dw[f, k] += pdw0[(gg * Fp + f) * Kdot + k]
+            acc = acc + pdb0[gg * Fp + f]
+        db[f] = acc

@@ -758,12 +758,15 @@ def _backward_fast(dy, x, w, stride, pads, need_dx, nt):
     bad = np.empty(G, np.int8)
     macs = dy.size * w[0].size * (2 if need_dx else 1)
     used = min(threads_for(macs, nt, FAST_PARALLEL_MIN_MACS), plan.tasks)
+    # adding up the groups' partial sums (one add each) pays for a second thread only
+    # when there are about as many of them as multiply-adds in a parallel pass
+    summing = min(threads_for(pdw.size, nt, FAST_PARALLEL_MIN_MACS), F)
     ws = _workspace("fast", plan.workspace(used), dt)
     (sh, sw), ((pt, _), (pl, _)) = stride, pads
     _fastconv.backward(dy, x, w, plan.koff, plan.foff, plan.dtap, plan.doff, dx,
                        dw.reshape(F, -1), db, pdw, pdb, bad, ws, need_dx, sh, sw, pt, pl,
                        plan.rows, plan.gi, plan.nq, plan.Wc, plan.mr, plan.mrd, plan.sq,
-                       plan.ldw, plan.pw, plan.per, used)
+                       plan.ldw, plan.pw, plan.per, used, summing)
     if bad.any():
         return None
     return (dx if need_dx else None), dw, db
