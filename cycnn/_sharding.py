@@ -155,7 +155,12 @@ def _spin_until_ready(conn, seconds):
 
 
 class ShardError(RuntimeError):
-    """A shard worker process failed or ended; its traceback is in the message."""
+    """A shard worker process of a training step failed or ended.
+
+    Raised by :meth:`Sequential.train_step` (and so by ``fit``) on several threads, where
+    part of the batch runs in a worker process. The message holds the worker's own
+    traceback, or its pid and exit status if it ended; the next step starts a new worker.
+    """
 
 
 class _NoWorker(Exception):

@@ -25,13 +25,14 @@ import time
 import numpy as np
 
 from . import _sharding
+from ._sharding import ShardError
 from ._threads import StepThreads, blas_threads, get_num_threads
 from ._validate import as_int
 from .layers import SoftmaxCrossEntropy
 from .optim import Optimizer
 from .schedules import LRScheduler
 
-__all__ = ["fit", "History", "epoch_order"]
+__all__ = ["fit", "History", "epoch_order", "ShardError"]
 
 
 class History(dict):
