@@ -1,7 +1,7 @@
 """The benchmark scripts still run against the current API (nothing here is timed): the
 per-phase profile with each set of routes, the Markdown that run_all.py writes, the
-steal time the tables report, the interleaving of timed calls and the region-cost
-table."""
+steal time the tables report, the interleaving of timed calls, the region-cost table and
+the per-CPU speeds."""
 
 import sys
 from pathlib import Path
@@ -11,6 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
+import cpu_speeds  # noqa: E402
 import profile_step  # noqa: E402
 import region_cost  # noqa: E402
 import run_all  # noqa: E402
@@ -76,3 +77,23 @@ def test_region_cost_refuses_counts_the_kernel_cannot_take(argv, capsys):
     with pytest.raises(SystemExit):
         region_cost.main(argv)
     assert "must be" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="Linux only")
+def test_cpu_speeds_prints_a_row_per_window_and_unpins(capsys):
+    import os
+
+    before = os.sched_getaffinity(0)
+    cpu_speeds.main(["--windows", "2", "--passes", "2"])
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    assert [int(r.split("|")[1]) for r in rows] == [1, 2]
+    assert all(float(r.split("|")[-2]) >= 1.0 for r in rows)  # slower / faster
+    assert os.sched_getaffinity(0) == before
+
+
+@pytest.mark.parametrize("argv", [["--windows", "0"], ["--passes", "0"]])
+def test_cpu_speeds_refuses_empty_windows(argv, capsys):
+    with pytest.raises(SystemExit):
+        cpu_speeds.main(argv)
+    assert "at least 1" in capsys.readouterr().err
