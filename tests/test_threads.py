@@ -416,6 +416,9 @@ def test_the_workers_end_with_the_process_that_started_them():
 
 @pytest.mark.usefixtures("shards_on")
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this OS")
+# Python 3.12+ warns that forking a process with threads (the OpenMP pool here) may
+# deadlock the child; forking such a process is what this test is about
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_makes_its_own_shard_workers(monkeypatch):
     """A child process forked after a sharded step inherits the pipes to the parent's
     workers; its own sharded steps must start workers of its own."""
