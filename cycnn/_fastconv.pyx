@@ -46,7 +46,8 @@
 #     input gradient's tiles write inside dxq for the same reason;
 #   * ws holds the packed weights (pw elements) and then `threads` blocks of `per`
 #     elements (layout below), plus 64 bytes of slack for alignment; pdw is (G, Fp, Kdot),
-#     pdb (G, Fp), bad (G,) with 1 <= G <= the number of image blocks; threads >= 1.
+#     pdb (G, Fp), bad (G,) with 1 <= G <= the number of image blocks; threads >= 1 and
+#     sum_threads >= 1.
 # So every index below stays inside its array. Lanes beyond a chunk's last output are
 # computed on zeros and dropped; in the backward pass they meet zeros of dy, which is why
 # conv.py takes another route when x or w holds a NaN or an infinity (0 * inf = NaN).
