@@ -51,6 +51,12 @@ MUTATIONS = [
      'if FAST_FORCE_COPIES == nq or (FAST_FORCE_COPIES == "most" and nq == KW):',
      'if FAST_FORCE_COPIES in (nq, "most" if nq == KW else None):',
      ["tests/test_conv_fast.py"]),
+    ("fast-group-sums-drop-the-last", "cycnn/_fastconv.pyx",
+     "        for gg in range(G):\n            for k in range(K):\n"
+     "                dw[f, k] += pdw0[(gg * Fp + f) * Kdot + k]",
+     "        for gg in range(G - 1):\n            for k in range(K):\n"
+     "                dw[f, k] += pdw0[(gg * Fp + f) * Kdot + k]",
+     ["tests/test_conv_fast.py"]),
     ("fast-left-padding-off-by-one", "cycnn/_fastconv.pyx",
      "        lo = (pl - e + sw - 1) // sw if pl > e else 0\n        d = W - 1 + pl - e\n"
      "        hi = d // sw + 1 if d >= 0 else 0\n        if hi > Wc:\n            hi = Wc\n"

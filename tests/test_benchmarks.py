@@ -3,6 +3,7 @@ per-phase profile with each set of routes, the Markdown that run_all.py writes, 
 steal time the tables report, the interleaving of timed calls, the region-cost table and
 the per-CPU speeds."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -79,10 +80,8 @@ def test_region_cost_refuses_counts_the_kernel_cannot_take(argv, capsys):
     assert "must be" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="Linux only")
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
 def test_cpu_speeds_prints_a_row_per_window_and_unpins(capsys):
-    import os
-
     before = os.sched_getaffinity(0)
     cpu_speeds.main(["--windows", "2", "--passes", "2"])
     rows = [line for line in capsys.readouterr().out.splitlines()

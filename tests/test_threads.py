@@ -311,7 +311,7 @@ def test_an_error_in_a_worker_reaches_the_caller_with_its_traceback(monkeypatch)
     monkeypatch.setattr(_sharding, "_twin", _bad_twin)
     with _threads_set_to(2):
         with pytest.raises(cycnn.ShardError, match="(?s)shard of the training step "
-                                                       "failed.*Traceback.*stride"):
+                                                   "failed.*Traceback.*stride"):
             _net().train_step(*_batch(32, np.float64), cycnn.SGD(0.1))
         assert cycnn.get_num_threads() == 2
     assert not _workers()  # the failed worker was stopped
