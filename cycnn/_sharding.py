@@ -14,13 +14,14 @@ Why processes and not threads: the layers are Python, and two Python threads tak
 turns holding the interpreter lock. A step has dozens of short compiled calls, each of
 which hands the lock over and wakes the other thread, so two threads of shards were
 slower than one thread (measured: 3.68 ms against 3.24 ms per LeNet-5 step of 64).
-Worker processes have an interpreter each. A step costs them one message each way
-through a pipe; the parameters, the shard's samples and its gradients go through one
-shared memory mapping (an unlinked temporary file, so nothing is left behind however
-the process ends). After answering, a worker polls for the next step for at most
-:data:`SPIN_NEXT` seconds and then waits in a blocking read, so a worker with nothing to do
-takes no CPU from a loaded machine; ``fit`` checks that the workers pay and otherwise takes
-the shards in the calling process (:func:`in_this_process`).
+Worker processes have an interpreter each. A step costs them one byte each way
+through a pipe; the parameters, the shard's samples, its size, its gradients and its loss
+go through one shared memory mapping (an unlinked temporary file, so nothing is left
+behind however the process ends). Only the model itself, sent when it changes, and a
+worker's error travel as pickled messages. After answering, a worker polls for the next
+step for at most :data:`SPIN_NEXT` seconds and then waits in a blocking read, so a worker
+with nothing to do takes no CPU from a loaded machine; ``fit`` checks that the workers pay
+and otherwise takes the shards in the calling process (:func:`in_this_process`).
 
 Only some models are sharded: every layer must be one of cycnn's built-in layers whose
 output for a sample depends on that sample alone (``per_sample = True``: no batch
@@ -37,6 +38,7 @@ import atexit
 import mmap
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
@@ -103,7 +105,8 @@ def _aligned(nbytes):
 
 class _Layout:
     """Where each array of a step lives in the shared mapping: every parameter, then
-    every gradient (the same shapes), then the shard's samples and labels."""
+    every gradient (the same shapes), then the shard's samples and labels, then the
+    step's numbers (:data:`_CONTROL`)."""
 
     def __init__(self, model, sample_shape, max_shard):
         self.dtype = np.dtype(model.dtype)
@@ -118,17 +121,47 @@ class _Layout:
         self.x = (end, (max_shard, *sample_shape))
         end += _aligned(max_shard * int(np.prod(sample_shape)) * self.dtype.itemsize)
         self.y = (end, (max_shard,))
-        self.nbytes = end + max_shard * 8
+        self.control = end + _aligned(max_shard * 8)
+        self.nbytes = self.control + 8 * len(_CONTROL)
 
     def views(self, buf):
-        """``(params, grads, x, y)`` as arrays on ``buf``: two lists in the order of
-        :attr:`params`, and the sample and label buffers."""
+        """``(params, grads, x, y, control)`` as arrays on ``buf``: two lists in the order
+        of :attr:`params`, the sample and label buffers, and the step's numbers as a
+        :class:`_Control`."""
         def at(offset, shape, dtype):
             return np.frombuffer(buf, dtype, int(np.prod(shape)), offset).reshape(shape)
 
         params = [at(o, s, self.dtype) for _, _, o, s in self.params]
         grads = [at(o + self.grad_offset, s, self.dtype) for _, _, o, s in self.params]
-        return params, grads, at(*self.x, self.dtype), at(*self.y, np.int64)
+        return (params, grads, at(*self.x, self.dtype), at(*self.y, np.int64),
+                _Control(buf, self.control))
+
+
+#: the numbers of a step in the shared mapping, 8 bytes each: the shard's size and the
+#: batch's, how long the worker then polls for the next step, and its answer
+_CONTROL = ("n", "N", "spin", "loss", "correct")
+
+
+class _Control:
+    """The step's numbers (:data:`_CONTROL`) at ``offset`` of the mapping ``buf``."""
+
+    def __init__(self, buf, offset):
+        self._ints = np.frombuffer(buf, np.int64, len(_CONTROL), offset)
+        self._reals = np.frombuffer(buf, np.float64, len(_CONTROL), offset)
+
+    def put_step(self, n, N, spin):
+        self._ints[0], self._ints[1], self._reals[2] = n, N, spin
+
+    def step(self):
+        """``(n, N, spin)``."""
+        return int(self._ints[0]), int(self._ints[1]), float(self._reals[2])
+
+    def put_answer(self, loss, correct):
+        self._reals[3], self._ints[4] = loss, correct
+
+    def answer(self):
+        """``(summed loss, correct)`` of the shard."""
+        return float(self._reals[3]), int(self._ints[4])
 
 
 def _same(a, b):
@@ -146,12 +179,43 @@ SPIN_RESULT = 0.0003
 SPIN_NEXT = 0.001
 
 
-def _spin_until_ready(conn, seconds):
-    """Poll ``conn`` for up to ``seconds``; waking a sleeping reader costs tens of
-    microseconds on a virtual machine, a poll one."""
-    end = time.perf_counter() + seconds
-    while not conn.poll() and time.perf_counter() < end:
-        pass
+#: what goes through the pipes: one byte per message, a model or an error followed by
+#: a pickled message (:class:`multiprocessing.connection.Connection`'s framing)
+_MODEL, _STEP, _ANSWER, _ERROR = b"m", b"s", b"a", b"e"
+
+
+class _Pipe:
+    """One end of a pipe that carries single bytes, and pickled messages after some."""
+
+    def __init__(self, fd, readable):
+        self.fd = fd
+        self.conn = Connection(fd, readable=readable, writable=not readable)
+        if readable:
+            self.poller = select.poll()
+            self.poller.register(fd, select.POLLIN)
+
+    def put(self, kind, message=None):
+        """Write the byte ``kind``, then ``message`` pickled if it is given (OSError if
+        the other end is closed)."""
+        os.write(self.fd, kind)
+        if message is not None:
+            self.conn.send(message)
+
+    def get(self, spin):
+        """``(kind, message)``: the next byte, and the message after it for ``_MODEL``
+        and ``_ERROR`` (else None). Polls for up to ``spin`` seconds before it sleeps in
+        the read: waking a sleeping reader costs tens of microseconds on a virtual
+        machine, a poll one. EOFError when the other end is closed."""
+        end = time.perf_counter() + spin
+        while not self.poller.poll(0) and time.perf_counter() < end:
+            pass
+        kind = os.read(self.fd, 1)
+        if not kind:
+            raise EOFError
+        return kind, (self.conn.recv() if kind in (_MODEL, _ERROR) else None)
+
+    def close(self):
+        self.conn.close()
 
 
 class ShardError(RuntimeError):
@@ -207,46 +271,47 @@ class _Worker:
         finally:
             os.close(their_in)
             os.close(their_out)
-        self.send = Connection(to_worker, readable=False)
-        self.recv = Connection(from_worker, writable=False)
-        self.layers, self.params, self.layout, self.views = [], [], None, None
+        self.send = _Pipe(to_worker, readable=False)
+        self.recv = _Pipe(from_worker, readable=True)
+        self.layers, self.layout, self.views, self.options = [], None, None, None
 
-    def fits(self, model, params, sample_shape, n):
+    def fits(self, model, layout, loss):
         """Whether the worker's copy of the model is ``model`` as it is now (the same
-        layer objects holding the same parameter arrays), for shards of ``n`` samples of
-        ``sample_shape``. The lists hold references, so no id is ever reused."""
-        return (self.layout is not None and _same(self.layers, model.layers)
-                and _same(self.params, params) and self.layout.x[1][1:] == sample_shape
-                and self.layout.x[1][0] >= n)
+        layer objects, and the layout of this step's mapping: the same parameter arrays)
+        and its loss has ``loss``'s options. The list holds references, so no id is ever
+        reused."""
+        return (self.layout is layout and _same(self.layers, model.layers)
+                and self.options == loss.options)
 
-    def configure(self, model, params, layout):
-        """Send the worker its copy of ``model`` (without caches, gradients or parameter
-        values: those come through the mapping at every step)."""
+    def configure(self, model, layout, loss):
+        """Send the worker its copy of ``model`` and ``loss``'s options (without caches,
+        gradients or parameter values: those come through the mapping at every step)."""
         twin = _twin(model)
         for layer in twin.layers:
             layer.params = {k: np.empty(0, p.dtype) for k, p in layer.params.items()}
-        self.post(("model", pickle.dumps(twin, protocol=pickle.HIGHEST_PROTOCOL), layout))
-        self.layers, self.params, self.layout = list(model.layers), list(params), layout
+        self.post(_MODEL, (pickle.dumps(twin, protocol=pickle.HIGHEST_PROTOCOL), layout,
+                           loss.options))
+        self.layers, self.layout, self.options = list(model.layers), layout, dict(loss.options)
         self.views = layout.views(self.buf)
 
-    def post(self, msg):
-        """Send ``msg``; a worker that has ended is a ShardError."""
+    def post(self, kind, message=None):
+        """Send the byte ``kind`` (and ``message``); a worker that has ended is a
+        ShardError."""
         try:
-            self.send.send(msg)
+            self.send.put(kind, message)
         except OSError:  # the read end is closed: the worker is gone
             self._ended()
 
     def result(self):
-        """The worker's answer to the step it was sent."""
+        """The worker's answer to the step it was sent: ``(summed loss, correct)``."""
         try:
-            _spin_until_ready(self.recv, SPIN_RESULT)
-            kind, *rest = self.recv.recv()
+            kind, message = self.recv.get(SPIN_RESULT)
         except (EOFError, OSError):
             self._ended()
-        if kind == "error":
+        if kind == _ERROR:
             raise ShardError(f"cycnn: a shard of the training step failed in worker process "
-                             f"{self.proc.pid}:\n{rest[0]}")
-        return rest
+                             f"{self.proc.pid}:\n{message}")
+        return self.views[4].answer()
 
     def _ended(self):
         code = self.proc.wait(timeout=10)
@@ -262,13 +327,32 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.layers = self.params = self.views = None
+        self.layers = self.layout = self.views = None
         self.file.close()  # the mapping itself goes when the last view of it does
 
 
 _workers: list = []
 _workers_pid = None
 _lock = threading.Lock()
+
+
+#: ``(params, layout)`` of the last sharded step
+_last_layout = None
+
+
+def _layout_for(model, params, sample_shape, max_shard):
+    """The :class:`_Layout` for a step: the last step's if it was made for the same
+    parameter arrays (so a worker that has it has this model's parameters) and has room
+    for shards of ``max_shard`` samples of ``sample_shape``."""
+    global _last_layout
+    if _last_layout is not None:
+        last_params, layout = _last_layout
+        if _same(last_params, params) and layout.x[1][1:] == sample_shape \
+                and layout.x[1][0] >= max_shard:
+            return layout
+    layout = _Layout(model, sample_shape, max_shard)
+    _last_layout = (params, layout)
+    return layout
 
 
 def _get_workers(count, nbytes):
@@ -409,20 +493,21 @@ def _train_step(model, x, y, optimizer, loss, spans):
     N = x.shape[0]
     max_shard = max(b - a for a, b in spans)
     params = [p for layer in model.layers for p in layer.params.values()]
-    layout = _Layout(model, x.shape[1:], max_shard)
+    layout = _layout_for(model, params, x.shape[1:], max_shard)
     workers = _get_workers(len(spans) - 1, layout.nbytes)
     sent = []
     try:
         for w, (s0, s1) in zip(workers, spans[1:]):
             sent.append(w)  # from here on its pipe may hold part of a message
-            if not w.fits(model, params, x.shape[1:], max_shard):
-                w.configure(model, params, layout)
-            wp, _, wx, wy = w.views
+            if not w.fits(model, layout, loss):
+                w.configure(model, layout, loss)
+            wp, _, wx, wy, control = w.views
             for dst, src in zip(wp, params):
                 np.copyto(dst, src)
             np.copyto(wx[:s1 - s0], x[s0:s1])
             np.copyto(wy[:s1 - s0], y[s0:s1])
-            w.post(("step", s1 - s0, N, loss.options, SPIN_NEXT))
+            control.put_step(s1 - s0, N, SPIN_NEXT)
+            w.post(_STEP)
         with _threads.blas_threads(1), _threads.pinned(1):
             s0, s1 = spans[0]
             first = _run_shard(model, loss, x[s0:s1], y[s0:s1], N)
@@ -444,29 +529,30 @@ def serve(rfd, wfd, mfd):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the calling process
     _threads.set_num_threads(1)
     _memory.keep_freed_memory()
-    recv, send = Connection(rfd, writable=False), Connection(wfd, readable=False)
+    recv, send = _Pipe(rfd, readable=True), _Pipe(wfd, readable=False)
     buf = mmap.mmap(mfd, os.fstat(mfd).st_size)
-    net = views = layout = None
+    net = views = layout = options = None
     spin = 0.0
     while True:
         try:
-            _spin_until_ready(recv, spin)
-            msg = recv.recv()
+            kind, message = recv.get(spin)
         except (EOFError, OSError):
             return
         try:
-            if msg[0] == "model":
-                net, layout = pickle.loads(msg[1]), msg[2]
+            if kind == _MODEL:
+                twin, layout, options = message
+                net = pickle.loads(twin)
                 views = layout.views(buf)
                 for (i, name, _, _), p in zip(layout.params, views[0]):
                     net.layers[i].params[name] = p
                 net.train()
                 continue
-            _, n, N, options, spin = msg
+            n, N, spin = views[4].step()
             loss = SoftmaxCrossEntropy(**options)
             value, correct = _run_shard(net, loss, views[2][:n], views[3][:n], N)
             for (i, name, _, _), g in zip(layout.params, views[1]):
                 np.copyto(g, net.layers[i].grads[name])
-            send.send(("ok", value, correct))
+            views[4].put_answer(value, correct)
+            send.put(_ANSWER)
         except BaseException:
-            send.send(("error", traceback.format_exc()))
+            send.put(_ERROR, traceback.format_exc())

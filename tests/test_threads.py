@@ -330,8 +330,8 @@ def test_a_worker_that_dies_is_reported_and_replaced(when, monkeypatch):
     if when == "during the step":
         real_post = w.post
 
-        def post_then_die(msg):
-            real_post(msg)
+        def post_then_die(*message):
+            real_post(*message)
             w.proc.kill()
 
         monkeypatch.setattr(w, "post", post_then_die)
