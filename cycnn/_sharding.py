@@ -47,6 +47,7 @@ import threading
 import time
 import traceback
 import warnings
+import weakref
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -67,10 +68,20 @@ _ALIGN = 64
 
 def model_shardable(model):
     """Whether every layer of ``model`` is a built-in cycnn layer that works sample by
-    sample (a custom layer may not be importable in a worker process)."""
-    return os.name == "posix" and all(
+    sample (a custom layer may not be importable in a worker process). The answer is
+    kept while the model holds the same layer objects (every step asks again)."""
+    seen = _shardable_seen.get(model)
+    if seen is not None and _same(seen[0], model.layers):
+        return seen[1]
+    answer = os.name == "posix" and all(
         layer.per_sample and type(layer).__module__.startswith("cycnn.")
         for layer in model.layers)
+    _shardable_seen[model] = (list(model.layers), answer)
+    return answer
+
+
+#: model -> (its layers when last asked, whether it could be sharded)
+_shardable_seen = weakref.WeakKeyDictionary()
 
 
 def _loss_shardable(loss, y):
