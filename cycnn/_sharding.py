@@ -444,6 +444,14 @@ def in_this_process():
     return _threads.held(_here, "on", True, default=False)
 
 
+def meanwhile(work):
+    """Inside the block, a sharded step on worker processes calls ``work()`` once, after
+    the calling process's own shard, while the workers may still compute theirs: ``fit``
+    gathers the next batch there (work the calling process would do anyway before the
+    next step, when the workers have nothing to do)."""
+    return _threads.held(_here, "meanwhile", work)
+
+
 def train_step(model, x, y, optimizer, loss, spans):
     """:meth:`Sequential.train_step` with the batch cut at ``spans`` (see the module)."""
     global _unavailable
@@ -522,6 +530,9 @@ def _train_step(model, x, y, optimizer, loss, spans):
         with _threads.blas_threads(1), _threads.pinned(1):
             s0, s1 = spans[0]
             first = _run_shard(model, loss, x[s0:s1], y[s0:s1], N)
+        work = getattr(_here, "meanwhile", None)
+        if work is not None:
+            work()
         results = [first] + [w.result() for w in sent]  # in shard order
     except BaseException:
         for i, w in enumerate(_workers):

@@ -17,6 +17,7 @@ learning rate after every step.
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
@@ -144,7 +145,10 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=No
         raise ValueError(f"{func}: x holds no samples (x.shape={x.shape})")
     history = History()
     history.epochs_completed = initial_epoch
-    xbuf = np.empty((min(batch_size, N), *x.shape[1:]), x.dtype) if shuffle else None
+    # two batch buffers: a sharded step gathers the next batch into one while its workers
+    # compute and the other still holds the batch their step came from
+    xbufs = [np.empty((min(batch_size, N), *x.shape[1:]), x.dtype) for _ in range(2)] \
+        if shuffle else None
     stop = _Interrupt()
     # sharded steps fall back to all their shards in this process (the same bits)
     threads = StepThreads(get_num_threads(), one=_sharding.in_this_process
@@ -157,16 +161,15 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=No
             bar = _Progress(verbose, N, f"epoch {epoch + 1}/{epochs}")
             t0 = time.perf_counter()
             total_loss, correct, seen = 0.0, 0, 0
-            for s in range(0, N, batch_size):
-                if order is not None:
-                    idx = order[s:s + batch_size]
-                    xb = np.take(x, idx, axis=0, out=xbuf[:idx.size])
-                    yb = y[idx]
-                else:
-                    xb, yb = x[s:s + batch_size], y[s:s + batch_size]
+            batches = _Batches(x, y, batch_size, order, xbufs)
+            for b in range(len(batches)):
+                xb, yb = batches.get(b)
                 if augment is not None:
                     xb = augment(xb, aug_rng)
-                with threads.step(yb.shape[0]):  # on all threads, or on one if it is faster
+                # on all threads, or on one if it is faster; a sharded step gathers the
+                # next batch while it waits for its workers
+                with threads.step(yb.shape[0]), \
+                        _sharding.meanwhile(functools.partial(batches.gather, b + 1)):
                     batch_loss, batch_correct = model.train_step(xb, yb, optimizer, loss)
                 if scheduler is not None:
                     scheduler.step()
@@ -201,6 +204,37 @@ def fit(model, x, y, epochs=1, batch_size=32, optimizer=None, validation_data=No
                 break
     model.clear_cache()  # the last batch's activations: nothing needs them any more
     return history
+
+
+class _Batches:
+    """The batches of an epoch: slices of ``x`` and ``y`` in order, or with an ``order``
+    gathered into the two buffers ``bufs`` in turn, so that the next batch can be
+    gathered (:meth:`gather`) while the current one is still in use."""
+
+    def __init__(self, x, y, batch_size, order, bufs):
+        self.x, self.y, self.size, self.order, self.bufs = x, y, batch_size, order, bufs
+        self.starts = range(0, x.shape[0], batch_size)
+        self.ahead = None  # (b, batch b) when it was gathered before it was asked for
+
+    def __len__(self):
+        return len(self.starts)
+
+    def get(self, b):
+        """``(x, y)`` of batch ``b``."""
+        if self.ahead is not None and self.ahead[0] == b:
+            batch, self.ahead = self.ahead[1], None
+            return batch
+        s = self.starts[b]
+        if self.order is None:
+            return self.x[s:s + self.size], self.y[s:s + self.size]
+        idx = self.order[s:s + self.size]
+        return np.take(self.x, idx, axis=0, out=self.bufs[b % 2][:idx.size]), self.y[idx]
+
+    def gather(self, b):
+        """Gather batch ``b`` now, for :meth:`get` to return later (nothing to do without
+        an order, or past the last batch)."""
+        if self.order is not None and b < len(self):
+            self.ahead = (b, self.get(b))
 
 
 class _Interrupt:

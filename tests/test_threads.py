@@ -589,6 +589,36 @@ def test_sharded_steps_fall_back_to_this_process_with_the_same_bits(dtype, monke
         np.testing.assert_array_equal(runs[1][1][k], runs[0][1][k], err_msg=k)
 
 
+@pytest.mark.usefixtures("shards_on")
+def test_a_fit_gathers_the_next_batch_while_its_workers_compute(monkeypatch):
+    """Each sharded step of a shuffled fit gathers the next batch after its own shard
+    (cycnn._sharding.meanwhile); the fit sees the batches it would see without that."""
+    monkeypatch.setattr(_threads, "ADAPTIVE", False)  # every step on the workers
+    x, y = _batch(70, np.float64, seed=6)
+    gathered, ahead = [], [False]
+    real_gather, real_meanwhile = cycnn.training._Batches.gather, _sharding.meanwhile
+
+    def gather(batches, b):
+        real_gather(batches, b)
+        gathered.append(b)
+
+    monkeypatch.setattr(cycnn.training._Batches, "gather", gather)
+    monkeypatch.setattr(_sharding, "meanwhile", lambda work: real_meanwhile(work) if ahead[0]
+                        else contextlib.nullcontext())
+    runs = []
+    for on in (False, True):
+        ahead[0] = on
+        with _threads_set_to(2):
+            model = _net()
+            h = model.fit(x, y, epochs=2, batch_size=16, optimizer=cycnn.SGD(0.05, momentum=0.9))
+        runs.append((h["loss"], model.state_dict()))
+    # 5 batches an epoch; the last, of 6 samples, is not sharded (MIN_SHARD = 8)
+    assert gathered == [1, 2, 3, 4] * 2
+    assert runs[0][0] == runs[1][0]
+    for k in runs[0][1]:
+        np.testing.assert_array_equal(runs[1][1][k], runs[0][1][k], err_msg=k)
+
+
 def test_a_step_in_this_process_takes_its_shards_as_the_workers_would(monkeypatch):
     """Not the whole step's bits (another order of sums), but the sharded step's."""
     x, y = _batch(40, np.float64, seed=2)
