@@ -575,6 +575,10 @@ def serve(rfd, wfd, mfd):
             for (i, name, _, _), g in zip(layout.params, views[1]):
                 np.copyto(g, net.layers[i].grads[name])
             views[4].put_answer(value, correct)
-            send.put(_ANSWER)
+            answer = (_ANSWER,)
         except BaseException:
-            send.put(_ERROR, traceback.format_exc())
+            answer = (_ERROR, traceback.format_exc())
+        try:
+            send.put(*answer)
+        except OSError:  # the calling process has gone: nobody is left to answer
+            return
