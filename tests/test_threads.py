@@ -368,6 +368,18 @@ def test_an_interrupted_step_never_reads_a_stale_answer(monkeypatch):
 
 
 @pytest.mark.usefixtures("shards_on")
+def test_a_worker_whose_caller_stopped_listening_ends_quietly(monkeypatch):
+    """Its answer goes nowhere: the worker ends with status 0, not a traceback."""
+    _step(2, True, 32, np.float64, monkeypatch)
+    w = _workers()[0]
+    w.recv.close()
+    w.views[4].put_step(16, 32, 0.0)
+    w.post(_sharding._STEP)
+    assert w.proc.wait(timeout=60) == 0
+    _sharding.shutdown()
+
+
+@pytest.mark.usefixtures("shards_on")
 def test_ctrl_c_is_left_to_the_calling_process(monkeypatch):
     """A terminal sends SIGINT to the whole process group: the workers ignore it, and
     the caller (fit stops cleanly at the end of the step) decides."""
