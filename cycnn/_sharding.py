@@ -90,7 +90,7 @@ def _loss_shardable(loss, y):
         return False
     o = loss.options
     return o["weight"] is None and o["reduction"] == "mean" and \
-        not np.any(y == o["ignore_index"])
+        not (y == o["ignore_index"]).any()
 
 
 def shards(model, n, threads, loss=None, y=None):
