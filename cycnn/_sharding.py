@@ -553,7 +553,7 @@ def serve(rfd, wfd, mfd):
     _memory.keep_freed_memory()
     recv, send = _Pipe(rfd, readable=True), _Pipe(wfd, readable=False)
     buf = mmap.mmap(mfd, os.fstat(mfd).st_size)
-    net = views = layout = options = None
+    net = views = layout = loss = None
     spin = 0.0
     while True:
         try:
@@ -563,14 +563,13 @@ def serve(rfd, wfd, mfd):
         try:
             if kind == _MODEL:
                 twin, layout, options = message
-                net = pickle.loads(twin)
+                net, loss = pickle.loads(twin), SoftmaxCrossEntropy(**options)
                 views = layout.views(buf)
                 for (i, name, _, _), p in zip(layout.params, views[0]):
                     net.layers[i].params[name] = p
                 net.train()
                 continue
             n, N, spin = views[4].step()
-            loss = SoftmaxCrossEntropy(**options)
             value, correct = _run_shard(net, loss, views[2][:n], views[3][:n], N)
             for (i, name, _, _), g in zip(layout.params, views[1]):
                 np.copyto(g, net.layers[i].grads[name])
