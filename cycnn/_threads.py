@@ -123,12 +123,19 @@ def blas_threads(n: int):
 
 def get_num_threads() -> int:
     """Return the number of threads the compiled kernels use by default."""
-    return getattr(_pins, "n", None) or _num_threads
+    return _pins.n or _num_threads
 
 
-#: per-thread override of the default: a shard of a training step (cycnn/_sharding.py)
-#: runs its loops on its own thread, whatever the process-wide default says
-_pins = threading.local()
+class _Pins(threading.local):
+    """Per-thread override of the default: a shard of a training step
+    (cycnn/_sharding.py) runs its loops on its own thread, whatever the process-wide
+    default says. ``n`` is None on a thread that has none (a class attribute: reading
+    it costs no failed lookup, and every kernel call reads it)."""
+
+    n = None
+
+
+_pins = _Pins()
 
 
 def pin_this_thread(n: int) -> None:

@@ -7,6 +7,7 @@ function, the argument and the shapes or values involved, and say what was expec
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -19,6 +20,9 @@ import numpy as np
 MAX_INT = 2**31 - 1
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def float_dtype(*arrays) -> np.dtype:
     """The dtype cycnn computes in for ``arrays``.
 
@@ -26,6 +30,16 @@ def float_dtype(*arrays) -> np.dtype:
     more; float64 otherwise. Integer and boolean arrays are converted to float64, and
     mixing float32 with float64 promotes to float64, as NumPy's own arithmetic does.
     """
+    if arrays:  # the common case first: arrays that all hold float32, or all float64
+        try:
+            dt = arrays[0].dtype
+            for canonical in _FLOATS:
+                if dt == canonical:
+                    if all(a.dtype == dt for a in arrays[1:]):
+                        return canonical
+                    break
+        except AttributeError:  # a Python number: NumPy's promotion rules below
+            pass
     dt = np.result_type(*arrays)
     if dt in (np.float16, np.float32):
         return np.dtype(np.float32)
@@ -93,9 +107,10 @@ def as_int(func: str, name: str, v, minimum: int | None = None,
            maximum: int | None = MAX_INT) -> int:
     """``v`` as a Python int in ``[minimum, maximum]``, with a TypeError/ValueError naming
     ``name``. ``maximum=None`` removes the upper limit (seeds, epoch counts)."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{func}: {name} must be an integer, got {v!r}")
-    v = int(v)
+    if type(v) is not int:  # (bool is not int: True is refused below, as it must be)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{func}: {name} must be an integer, got {v!r}")
+        v = int(v)
     if minimum is not None and v < minimum:
         raise ValueError(f"{func}: {name} must be >= {minimum}, got {v}")
     if maximum is not None and v > maximum:
@@ -122,21 +137,27 @@ def as_real(func: str, name: str, v, lo: float = -math.inf, hi: float = math.inf
     ``lo_open``/``hi_open`` exclude the end points; the message writes the interval in
     the usual bracket notation, e.g. ``[0, 1)``.
     """
-    if math.isinf(hi) and math.isinf(lo):
-        where = ""
-    elif math.isinf(hi):
-        where = f" {'>' if lo_open else '>='} {lo:g}"
-    elif math.isinf(lo):
-        where = f" {'<' if hi_open else '<='} {hi:g}"
-    else:
-        where = f" in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{func}: {name} must be a number{where}, got {v!r}")
+    if type(v) is not float and (isinstance(v, (bool, np.bool_))
+                                 or not isinstance(v, numbers.Real)):
+        raise TypeError(f"{func}: {name} must be a number{_interval(lo, hi, lo_open, hi_open)}, "
+                        f"got {v!r}")
     f = float(v)
     inside = (lo < f if lo_open else lo <= f) and (f < hi if hi_open else f <= hi)
     if not math.isfinite(f) or not inside:
-        raise ValueError(f"{func}: {name} must be a finite number{where}, got {v!r}")
+        raise ValueError(f"{func}: {name} must be a finite number"
+                         f"{_interval(lo, hi, lo_open, hi_open)}, got {v!r}")
     return f
+
+
+def _interval(lo, hi, lo_open, hi_open):
+    """The interval of :func:`as_real` as the words of its error messages."""
+    if math.isinf(hi) and math.isinf(lo):
+        return ""
+    if math.isinf(hi):
+        return f" {'>' if lo_open else '>='} {lo:g}"
+    if math.isinf(lo):
+        return f" {'<' if hi_open else '<='} {hi:g}"
+    return f" in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
 
 
 def as_labels(func: str, y, n: int, k: int | None = None) -> np.ndarray:
@@ -155,8 +176,10 @@ def as_labels(func: str, y, n: int, k: int | None = None) -> np.ndarray:
     return y.astype(np.int64, copy=False)
 
 
+@functools.cache
 def _memory_bytes() -> int:
-    """Physical memory of this machine, or 2**40 when the OS does not say."""
+    """Physical memory of this machine, or 2**40 when the OS does not say (asked once:
+    every dense pass checks its output's size against it)."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
