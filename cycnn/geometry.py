@@ -533,8 +533,17 @@ def _token(v):
     if t is np.ndarray:
         return (_ARRAY, v.shape)
     if t is tuple:
-        parts = tuple(map(_token, v))
-        return None if None in parts else (tuple, parts)
+        parts = []
+        for e in v:
+            te = type(e)
+            if te is int:  # the usual sizes, strides and paddings, without a call each
+                parts.append(e)
+                continue
+            part = _token(e)
+            if part is None:
+                return None
+            parts.append(part)
+        return (tuple, tuple(parts))
     return None
 
 
@@ -798,6 +807,23 @@ def pool_geometry(func, x_shape, size, stride, padding=0, dilation=1, ceil_mode=
         )
     return PoolGeometry((KH, KW), (sh, sw), (ph, pw), (rh, rw), bool(ceil_mode),
                         (*x_shape[:-2], OH, OW), taps, inside)
+
+
+@_remembered
+def pool_cache_geometry(where, x_shape, size, stride, padding, dilation, ceil_mode):
+    """``(x_shape, geometry)`` of a pooling cache: its input shape as a tuple of ints, and
+    the forward pass's checks of its arguments again (an answer is kept for arguments seen
+    before, as the forward pass keeps its own: see :func:`_remembered`)."""
+    if not isinstance(x_shape, (tuple, list)) or len(x_shape) not in (3, 4):
+        raise ValueError(f"{where}: x_shape must be (N, C, H, W) or (C, H, W), got "
+                         f"{x_shape!r}")
+    x_shape = tuple(as_int(where, "x_shape", s, 0 if k == 0 and len(x_shape) == 4 else 1)
+                    for k, s in enumerate(x_shape))
+    try:
+        geo = pool_geometry(where, x_shape, size, stride, padding, dilation, ceil_mode)
+    except ValueError as err:
+        raise ValueError(f"{err} (was the cache edited?)") from None
+    return x_shape, geo
 
 
 @functools.lru_cache(maxsize=256)

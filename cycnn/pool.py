@@ -24,6 +24,7 @@ PyTorch keeps only if it starts inside the input or the padding before it.
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -35,7 +36,7 @@ from .geometry import (
     as_batch,
     check_avg_pool_options,
     check_pool_args,
-    pool_geometry,
+    pool_cache_geometry,
 )
 
 _pool = _dispatch.load("_pool")
@@ -155,18 +156,10 @@ def _check_cache(func, dy, cache, kind):
             f"got {type(cache).__name__}"
         )
     where = f"{func} (cache)"
-    if not isinstance(cache.x_shape, (tuple, list)) or len(cache.x_shape) not in (3, 4):
-        raise ValueError(f"{where}: x_shape must be (N, C, H, W) or (C, H, W), got "
-                         f"{cache.x_shape!r}")
-    x_shape = tuple(as_int(where, "x_shape", s, 0 if k == 0 and len(cache.x_shape) == 4
-                           else 1) for k, s in enumerate(cache.x_shape))
+    x_shape, geo = pool_cache_geometry(where, cache.x_shape, cache.size, cache.stride,
+                                       cache.padding, getattr(cache, "dilation", 1),
+                                       cache.ceil_mode)
     dtype = param_dtype(where, cache.dtype)
-    dilation = getattr(cache, "dilation", 1)
-    try:  # the forward pass's checks again
-        geo = pool_geometry(where, x_shape, cache.size, cache.stride, cache.padding, dilation,
-                            cache.ceil_mode)
-    except ValueError as err:
-        raise ValueError(f"{err} (was the cache edited?)") from None
     if dy.shape != geo.yshape:
         (KH, KW), (sh, sw) = geo.size, geo.stride
         extra = "" if geo.padding == (0, 0) else f", padding={geo.padding}"
@@ -340,7 +333,7 @@ def max_pool2d_backward(dy, cache, *, threads=None):
     dt = float_dtype(dy, np.empty(0, cdt))
     dy = np.ascontiguousarray(dy, dtype=dt)
     *lead, H, W = x_shape
-    NC, OHW = int(np.prod(lead)), geo.yshape[-2] * geo.yshape[-1]
+    NC, OHW = math.prod(lead), geo.yshape[-2] * geo.yshape[-1]
     argmax = np.asarray(cache.argmax)
     if argmax.dtype.kind not in "iu":
         raise TypeError(f"{func}: cache.argmax must hold integer indices, got dtype "
@@ -518,7 +511,7 @@ def avg_pool2d_backward(dy, cache, *, threads=None):
     dt = float_dtype(dy, np.empty(0, cdt))
     dy = np.ascontiguousarray(dy, dtype=dt)
     *lead, H, W = x_shape
-    NC, (OH, OW) = int(np.prod(lead)), geo.yshape[-2:]
+    NC, (OH, OW) = math.prod(lead), geo.yshape[-2:]
     (sh, sw), (ph, pw) = geo.stride, geo.padding
     dx = np.empty(x_shape, dt)
     dys, dxs = dy.reshape(NC, OH, OW), dx.reshape(NC, H, W)

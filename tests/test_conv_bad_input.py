@@ -317,7 +317,7 @@ def test_a_remembered_answer_never_lets_bad_input_through():
     assert check_conv_args("f", X, W, B, 1, 0) is good  # remembered
     assert check_conv_args("f", X, W, B, (1, 1), 0) == good  # another key, same answer
     for _ in range(2):
-        for stride in (True, 1.0):
+        for stride in (True, 1.0, (True, 1), (1, 1.0), ((1, 1), 1)):
             with pytest.raises(TypeError, match="f: stride must be an integer"):
                 check_conv_args("f", X, W, B, stride, 0)
         with pytest.raises(ValueError, match="b must have shape"):

@@ -314,6 +314,26 @@ def test_an_edited_cache_is_refused():
         avg_pool2d_backward(np.zeros((1, 1, 3, 3)), cache._replace(divisor_override=0))
 
 
+def test_a_remembered_cache_check_still_refuses_an_edited_cache():
+    """The backward pass keeps the answer of its cache check (geometry.pool_cache_geometry): after
+    good calls, caches of the same shapes edited into a bad shape, padding or stand-in
+    (True for 1) are still refused, every time, and a good call after them still works."""
+    _, cache = max_pool2d_forward(X, 3, 1, padding=1)
+    dy = np.ones((1, 1, 6, 6))
+    good = max_pool2d_backward(dy, cache)
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"padding=\(2, 2\) must be at most half"):
+            max_pool2d_backward(dy, cache._replace(padding=(2, 2)))
+        with pytest.raises(TypeError, match=r"\(cache\): x_shape must be an integer, got True"):
+            max_pool2d_backward(dy, cache._replace(x_shape=(True, 1, 6, 6)))
+        with pytest.raises(ValueError, match=r"\(cache\): x_shape must be \(N, C, H, W\)"):
+            max_pool2d_backward(dy, cache._replace(x_shape=(6, 6)))
+        with pytest.raises(ValueError, match=r"dy must have the forward output's shape "
+                                             r"\(1, 1, 7, 7\)"):
+            max_pool2d_backward(dy, cache._replace(x_shape=(1, 1, 7, 7)))
+    np.testing.assert_array_equal(max_pool2d_backward(dy, cache), good)
+
+
 def test_dy_shape_names_the_new_arguments():
     _, cache = max_pool2d_forward(X, 3, 2, padding=1, dilation=2, ceil_mode=True)
     with pytest.raises(ValueError, match=r"max_pool2d_backward: dy must have the forward "
