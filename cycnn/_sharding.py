@@ -501,10 +501,9 @@ def _add_and_step(model, shard_grads, optimizer):
     in the order of the model's parameters."""
     names = [(i, k) for i, layer in enumerate(model.layers) for k in layer.params]
     for j, (i, k) in enumerate(names):
-        total = model.layers[i].grads[k]
+        total = model.layers[i].grads[k]  # this step's own array: nothing else holds it
         for g in shard_grads:
-            total = total + g[j]
-        model.layers[i].grads[k] = total
+            np.add(total, g[j], out=total)
     optimizer.step(model.parameters(), model.gradients())
 
 
